@@ -1,0 +1,234 @@
+# blktap2-style userspace block devices: libvhd, vhd-util and their tests.
+#
+#   make [VARIANT=default|asan]   build into build/$(VARIANT)/
+#   make check                    every test layer, ends "N passed, N failed"
+#   make demo                     show vhd-util at work
+#
+# Sources are found by wildcard: libvhd/*.c, vhd/*.c, tests/unit/test-*.c
+# (+ tests/unit/lib/*.c), tests/tools/*.c, tests/fuzz/fuzz-*.c,
+# tests/functional/*.sh.
+
+SHELL		:= /bin/bash
+.DEFAULT_GOAL	:= all
+
+VARIANT		?= default
+BUILD		:= build
+B		:= $(BUILD)/$(VARIANT)
+FUZZB		:= $(BUILD)/fuzz
+RESULTS		:= $(BUILD)/results
+
+CC		?= cc
+CLANG		?= clang
+AR		?= ar
+PREFIX		?= /usr/local
+DESTDIR		?=
+JOBS		?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_TIME	?= 20
+TEST_TIMEOUT	?= 600
+
+WARNINGS	:= -Wall -Wextra -Werror
+BASE_CFLAGS	:= -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude
+DEPFLAGS	= -MMD -MP
+
+ifeq ($(VARIANT),default)
+OPT_CFLAGS	:= -O2 -g
+SAN_FLAGS	:=
+else ifeq ($(VARIANT),asan)
+SAN_FLAGS	:= -fsanitize=address,undefined -fno-omit-frame-pointer \
+		   -fno-sanitize-recover=all
+OPT_CFLAGS	:= -O1 -g $(SAN_FLAGS)
+else
+$(error VARIANT must be 'default' or 'asan', not '$(VARIANT)')
+endif
+
+# Extra flags from the command line are appended (make EXTRA_CFLAGS=...).
+ALL_CFLAGS	= $(BASE_CFLAGS) $(OPT_CFLAGS) $(EXTRA_CFLAGS)
+ALL_LDFLAGS	= $(SAN_FLAGS) $(LDFLAGS)
+# Libraries libvhd itself needs; every program linking libvhd.a gets them.
+LIBVHD_LIBS	:= -luuid
+CMOCKA_LIBS	:= -lcmocka
+
+# ---- sources ----------------------------------------------------------------
+LIB_SRCS	:= $(sort $(wildcard libvhd/*.c))
+VHD_SRCS	:= $(sort $(wildcard vhd/*.c))
+UNIT_SRCS	:= $(sort $(wildcard tests/unit/test-*.c))
+UNITLIB_SRCS	:= $(sort $(wildcard tests/unit/lib/*.c))
+TOOL_SRCS	:= $(sort $(wildcard tests/tools/*.c))
+FUZZ_SRCS	:= $(sort $(wildcard tests/fuzz/fuzz-*.c))
+
+obj		= $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+LIB_OBJS	:= $(call obj,$(LIB_SRCS))
+VHD_OBJS	:= $(call obj,$(VHD_SRCS))
+UNITLIB_OBJS	:= $(call obj,$(UNITLIB_SRCS))
+LIBVHD		:= $(B)/libvhd.a
+VHD_UTIL	:= $(if $(VHD_SRCS),$(B)/vhd-util)
+UNIT_BINS	:= $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
+TOOL_BINS	:= $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(TOOL_SRCS))
+
+HAVE_CLANG	:= $(shell command -v $(CLANG) 2>/dev/null)
+FUZZ_CFLAGS	:= $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer \
+		   -fno-sanitize-recover=all
+FUZZ_LIB_OBJS	:= $(patsubst %.c,$(FUZZB)/obj/%.o,$(LIB_SRCS))
+FUZZ_BINS	:= $(patsubst tests/fuzz/%.c,$(FUZZB)/%,$(FUZZ_SRCS))
+
+# ---- build ------------------------------------------------------------------
+# Quiet by default; V=1 shows the full commands.
+ifeq ($(V),1)
+Q		:=
+say		:= @:
+else
+Q		:= @
+say		:= @printf '  %-6s %s\n'
+endif
+
+.PHONY: all lib vhd-util unit-tests test-tools fuzzers
+all: lib vhd-util unit-tests test-tools
+	@:
+lib: $(LIBVHD)
+	@:
+vhd-util: $(VHD_UTIL)
+	@:
+unit-tests: $(UNIT_BINS)
+	@:
+test-tools: $(TOOL_BINS)
+	@:
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(LIBVHD): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(say) AR $@
+	$(Q)$(AR) rcs $@ $^
+
+$(B)/vhd-util: $(VHD_OBJS) $(LIBVHD)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(VHD_OBJS) $(LIBVHD) $(LIBVHD_LIBS) $(LDLIBS)
+
+$(B)/tests/test-%: $(B)/obj/tests/unit/test-%.o $(UNITLIB_OBJS) $(LIBVHD)
+	@mkdir -p $(@D)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(UNITLIB_OBJS) $(LIBVHD) \
+		$(CMOCKA_LIBS) $(LIBVHD_LIBS) $(LDLIBS)
+
+$(B)/tests/tools/%: $(B)/obj/tests/tools/%.o $(LIBVHD)
+	@mkdir -p $(@D)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBVHD) $(LIBVHD_LIBS) $(LDLIBS)
+
+# Fuzzers: clang only, libvhd compiled again with coverage instrumentation.
+ifneq ($(HAVE_CLANG),)
+fuzzers: $(FUZZ_BINS)
+	@:
+else
+fuzzers:
+	@echo "fuzzers: $(CLANG) not found, not built"
+endif
+
+$(FUZZB)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(say) CLANG $<
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined \
+		$(DEPFLAGS) -c $< -o $@
+
+$(FUZZB)/fuzz-%: $(FUZZB)/obj/tests/fuzz/fuzz-%.o $(FUZZ_LIB_OBJS)
+	$(say) LD $@
+	$(Q)$(CLANG) -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(LIBVHD_LIBS) $(LDLIBS)
+
+# Keep intermediate objects (they are named only through pattern rules),
+# and never leave a half-written target behind.
+.SECONDARY:
+.DELETE_ON_ERROR:
+
+-include $(shell find $(B)/obj $(FUZZB)/obj -name '*.d' 2>/dev/null)
+
+# ---- dependencies -----------------------------------------------------------
+.PHONY: deps
+deps:
+	@scripts/install-deps --check >/dev/null 2>&1 || scripts/install-deps
+
+# ---- tests ------------------------------------------------------------------
+# Each check target starts a fresh results file; every layer appends a line
+# "passed failed skipped" to it and tests/summarize prints the final
+# "N passed, N failed[, N skipped]" line.
+PARALLEL	:= $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(JOBS))
+SUBMAKE		:= $(MAKE) --no-print-directory $(PARALLEL)
+SAN_ENV		:= ASAN_OPTIONS=detect_leaks=1 \
+		   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+RUN_ENV		= TEST_TIMEOUT=$(TEST_TIMEOUT) RESULTS=$(abspath $(RESULTS))
+
+# $(call layer,VARIANT,RUNNER-OPTIONS): build VARIANT, then run its tests;
+# a failed build counts as one failed test and skips the layer.
+define layer
+	if $(SUBMAKE) VARIANT=$(1) all; then \
+		$(if $(filter asan,$(1)),$(SAN_ENV)) $(RUN_ENV) \
+			tests/run-tests $(2) $(BUILD)/$(1) || rc=1; \
+	else \
+		echo "FAIL: build ($(1))"; echo "0 1 0" >> $(RESULTS); rc=1; \
+	fi;
+endef
+
+define fuzz_layer
+	if [ -z "$(HAVE_CLANG)" ]; then \
+		echo "SKIP: fuzzers ($(CLANG) not found)"; \
+	elif $(SUBMAKE) fuzzers; then \
+		RESULTS=$(abspath $(RESULTS)) tests/run-fuzz $(FUZZB) \
+			$(FUZZ_TIME) || rc=1; \
+	else \
+		echo "FAIL: build (fuzz)"; echo "0 1 0" >> $(RESULTS); rc=1; \
+	fi;
+endef
+
+define begin
+	@mkdir -p $(BUILD); rm -f $(RESULTS); rc=0;
+endef
+define end
+	tests/summarize $(RESULTS) || rc=1; exit $$rc
+endef
+
+.PHONY: check check-unit check-functional check-asan check-fuzz
+check: deps
+	$(begin) \
+	echo "=== unit + functional tests (default) ==="; \
+	$(call layer,default,) \
+	echo "=== unit + functional tests (asan, ubsan) ==="; \
+	$(call layer,asan,) \
+	echo "=== fuzzers ($(FUZZ_TIME) s each) ==="; \
+	$(fuzz_layer) \
+	$(end)
+
+check-unit:
+	$(begin) $(call layer,$(VARIANT),--unit) $(end)
+
+check-functional:
+	$(begin) $(call layer,$(VARIANT),--functional) $(end)
+
+check-asan:
+	$(begin) $(call layer,asan,) $(end)
+
+check-fuzz:
+	$(begin) $(fuzz_layer) $(end)
+
+# ---- demo, install, clean ---------------------------------------------------
+.PHONY: demo install clean
+demo: deps
+	@$(SUBMAKE) VARIANT=default vhd-util
+	@scripts/demo $(BUILD)/default/vhd-util
+
+MAN8		:= $(wildcard man/*.8)
+install:
+	@$(SUBMAKE) VARIANT=default vhd-util
+	install -d $(DESTDIR)$(PREFIX)/sbin
+	install -m 0755 $(BUILD)/default/vhd-util $(DESTDIR)$(PREFIX)/sbin/vhd-util
+ifneq ($(MAN8),)
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0644 $(MAN8) $(DESTDIR)$(PREFIX)/share/man/man8/
+endif
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Helpers shared by the libvhd sources; not part of the public API. */
+#ifndef LIBVHD_PRIVATE_H
+#define LIBVHD_PRIVATE_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "libvhd.h"
+
+#define VHD_COOKIE		"conectix"
+#define VHD_HDR_COOKIE		"cxsparse"
+#define VHD_BATMAP_COOKIE	"tdbatmap"
+#define VHD_FF_VERSION		0x00010000u
+#define VHD_HDR_VERSION		0x00010000u
+#define VHD_FEATURES_RESERVED	0x00000002u
+#define VHD_CREATOR_APP		"tap"	/* with its NUL: "tap\0" */
+#define VHD_CREATOR_VERSION	0x00010003u
+#define VHD_CREATOR_OS		0x00000000u
+
+static inline uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+static inline void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+	put_be32(p, (uint32_t)(v >> 32));
+	put_be32(p + 4, (uint32_t)v);
+}
+
+static inline uint64_t round_up(uint64_t v, uint64_t align)
+{
+	return (v + align - 1) / align * align;
+}
+
+static inline uint64_t secs_round_up(uint64_t bytes)
+{
+	return (bytes + VHD_SECTOR_SIZE - 1) >> VHD_SECTOR_SHIFT;
+}
+
+/* Full-length pread/pwrite; -errno on failure, -EIO on a short read. */
+int vhd_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int vhd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* Name the file in an error and return -err. */
+int vhd_fail(const char *file, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Layout helpers for dynamic images. */
+uint64_t vhd_bat_bytes(uint32_t entries);
+uint64_t vhd_batmap_bytes(uint32_t entries);
+/* Where a new block at or after @end must start for 4 KiB aligned data. */
+uint64_t vhd_align_block(uint64_t end, uint32_t bm_secs);
+int vhd_read_batmap(vhd_context_t *ctx);
+/* Offset of the batmap header: right after the (sector-padded) BAT. */
+uint64_t vhd_batmap_header_offset(const vhd_context_t *ctx);
+/* The file's size in bytes, or -errno. */
+int64_t vhd_file_size(int fd);
+#endif

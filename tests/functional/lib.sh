@@ -1,0 +1,132 @@
+# shellcheck shell=bash
+# Helpers for functional tests.  Source it first thing:
+#
+#   . "$(dirname "$0")/lib.sh"
+#
+# It turns on `set -euo pipefail`.  tests/run-tests exports VHD_UTIL,
+# BINDIR, TOOLSDIR, SRCDIR and a fresh TMPDIR (also the cwd); when a test
+# is run by hand they default to build/default and a temporary directory.
+# Exit 77 (see skip) marks a test as skipped.
+
+set -euo pipefail
+
+SRCDIR=${SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BINDIR=${BINDIR:-$SRCDIR/build/default}
+VHD_UTIL=${VHD_UTIL:-$BINDIR/vhd-util}
+TOOLSDIR=${TOOLSDIR:-$BINDIR/tests/tools}
+if [ -z "${TMPDIR:-}" ] || [ "$TMPDIR" = /tmp ]; then
+	TMPDIR=$(mktemp -d)
+	# shellcheck disable=SC2064
+	trap "rm -rf '$TMPDIR'" EXIT
+fi
+export SRCDIR BINDIR VHD_UTIL TOOLSDIR TMPDIR
+
+# die MSG...: fail the test with a message naming the caller's line.
+die() {
+	echo "FAILED (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}): $*" >&2
+	exit 1
+}
+
+# skip REASON...: mark the test skipped.
+skip() {
+	echo "skipped: $*"
+	exit 77
+}
+
+# need_cmd CMD...: skip unless every command exists.
+need_cmd() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip "$c not found"
+	done
+}
+
+# log MSG...: a progress line in the test's log.
+log() {
+	echo "--- $*"
+}
+
+# run CMD...: echo the command, then run it (fails the test if it fails).
+run() {
+	echo "+ $*"
+	"$@"
+}
+
+# expect_fail CMD...: the command must exit non-zero (but not by a signal,
+# a timeout or a sanitizer abort) and print exactly one non-empty line on
+# stderr, which is printed and left in $FAIL_MSG.  Stdout is discarded.
+expect_fail() {
+	local err rc=0
+	err=$(mktemp "$TMPDIR/stderr.XXXXXX")
+	echo "+ $* (must fail)"
+	"$@" >/dev/null 2>"$err" || rc=$?
+	local -a lines
+	mapfile -t lines <"$err"
+	rm -f "$err"
+	if [ $rc -eq 0 ]; then
+		die "expected failure, but exit status 0: $*"
+	fi
+	if [ $rc -ge 124 ]; then
+		printf '    %s\n' "${lines[@]}" >&2
+		die "exit status $rc (crash, signal or timeout): $*"
+	fi
+	if [ ${#lines[@]} -ne 1 ] || [ -z "${lines[0]//[[:space:]]/}" ]; then
+		echo "    stderr was (${#lines[@]} lines):" >&2
+		printf '    | %s\n' "${lines[@]}" >&2
+		die "expected exactly one non-empty line on stderr: $*"
+	fi
+	FAIL_MSG=${lines[0]}
+	echo "    error: $FAIL_MSG"
+}
+
+# assert_eq EXPECTED ACTUAL [WHAT]
+assert_eq() {
+	[ $# -ge 2 ] || die "assert_eq needs two arguments"
+	if [ "$1" != "$2" ]; then
+		echo "FAILED (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}):" \
+			"${3:-values differ}: expected '$1', got '$2'" >&2
+		exit 1
+	fi
+}
+
+# assert_match REGEX STRING [WHAT]: bash extended regex match.
+assert_match() {
+	if ! [[ $2 =~ $1 ]]; then
+		echo "FAILED (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}):" \
+			"${3:-no match}: '$2' does not match /$1/" >&2
+		exit 1
+	fi
+}
+
+# mkrandom FILE SIZE_BYTES [SEED]: deterministic pseudo-random data (the
+# same FILE contents for the same SIZE and SEED), from AES-CTR over zeros.
+# Falls back to /dev/urandom (not deterministic) without openssl.
+mkrandom() {
+	local file=$1 size=$2 seed=${3:-vhd-functional-tests} key
+	if command -v openssl >/dev/null 2>&1; then
+		key=$(printf '%s' "$seed" | sha256sum | cut -c1-32)
+		head -c "$size" /dev/zero |
+			openssl enc -aes-128-ctr -nosalt -K "$key" \
+				-iv 00000000000000000000000000000000 >"$file"
+	else
+		head -c "$size" /dev/urandom >"$file"
+	fi
+	local got
+	got=$(stat -c %s "$file")
+	[ "$got" -eq "$size" ] || die "mkrandom $file: $got bytes, wanted $size"
+}
+
+# cmp_files A B: the files must be identical.
+cmp_files() {
+	local out
+	if ! out=$(cmp -- "$1" "$2" 2>&1); then
+		echo "FAILED (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}):" \
+			"files differ: $out" >&2
+		exit 1
+	fi
+}
+
+# file_size FILE: size in bytes.
+file_size() {
+	stat -c %s "$1"
+}
