@@ -173,6 +173,18 @@ define layer
 	fi;
 endef
 
+# The valgrind pass reuses the default build; VALGRIND_TESTS picks which
+# tests run under memcheck (globs; empty means all of them).
+VALGRIND_TESTS	?= test-* vhd-util-* qemu-interop-*
+define valgrind_layer
+	if [ -x $(BUILD)/default/vhd-util ]; then \
+		VALGRIND=1 $(RUN_ENV) tests/run-tests $(BUILD)/default \
+			$(VALGRIND_TESTS) || rc=1; \
+	else \
+		echo "FAIL: valgrind (no default build)"; echo "0 1 0" >> $(RESULTS); rc=1; \
+	fi;
+endef
+
 define fuzz_layer
 	if [ -z "$(HAVE_CLANG)" ]; then \
 		echo "SKIP: fuzzers ($(CLANG) not found)"; \
@@ -191,13 +203,15 @@ define end
 	tests/summarize $(RESULTS) || rc=1; exit $$rc
 endef
 
-.PHONY: check check-unit check-functional check-asan check-fuzz
+.PHONY: check check-unit check-functional check-asan check-fuzz check-valgrind
 check: deps
 	$(begin) \
 	echo "=== unit + functional tests (default) ==="; \
 	$(call layer,default,) \
 	echo "=== unit + functional tests (asan, ubsan) ==="; \
 	$(call layer,asan,) \
+	echo "=== valgrind memcheck ==="; \
+	$(valgrind_layer) \
 	echo "=== fuzzers ($(FUZZ_TIME) s each) ==="; \
 	$(fuzz_layer) \
 	$(end)
@@ -213,6 +227,10 @@ check-asan:
 
 check-fuzz:
 	$(begin) $(fuzz_layer) $(end)
+
+check-valgrind:
+	@$(SUBMAKE) VARIANT=default all
+	$(begin) $(valgrind_layer) $(end)
 
 # ---- demo, install, clean ---------------------------------------------------
 .PHONY: demo install clean

@@ -46,7 +46,7 @@ static int read_locator(const vhd_context_t *ctx, int i, char *out, size_t len)
 /* Relative paths resolve against the directory holding the child. */
 static void resolve(const char *child, const char *path, char *out, size_t len)
 {
-	char tmp[PATH_MAX];
+	char tmp[PATH_MAX], *dir;
 
 	/* Windows drive letters carry no meaning here. */
 	if (((path[0] | 0x20) >= 'a' && (path[0] | 0x20) <= 'z') &&
@@ -56,8 +56,14 @@ static void resolve(const char *child, const char *path, char *out, size_t len)
 		snprintf(out, len, "%s", path);
 		return;
 	}
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
 	snprintf(tmp, sizeof(tmp), "%s", child);
-	snprintf(out, len, "%s/%s", dirname(tmp), path);
+	dir = dirname(tmp);
+	if (!strcmp(dir, "."))
+		snprintf(out, len, "%s", path);
+	else
+		snprintf(out, len, "%s/%s", dir, path);
 }
 
 int vhd_parent_path(const vhd_context_t *ctx, bool unresolved, char **out)

@@ -78,35 +78,42 @@ static ssize_t utf8_to_utf16(const char *in, uint8_t *out, size_t room, bool be,
 	return (ssize_t)o;
 }
 
-/* Relative path from directory @from to file @to, both absolute. */
+/*
+ * Relative path from directory @from to file @to, both absolute and
+ * canonical (realpath): "../" for each component of @from below the common
+ * ancestor, then the rest of @to.  "./" alone when there is no "../".
+ */
 static int relative_path(const char *from, const char *to, char *out, size_t len)
 {
-	size_t common = 0, i;
+	size_t flen = strlen(from), common = 0, i;
 	int ups = 0;
 	const char *rest;
 
-	/* Longest common prefix ending at a '/' boundary. */
-	for (i = 0; from[i] && to[i] && from[i] == to[i]; i++)
-		if (from[i] == '/')
-			common = i + 1;
-	if (!from[i] && to[i] == '/')
-		common = i + 1;
-	if (!strcmp(from, "/"))
+	/* @from is an ancestor directory of @to: the common part is all of it. */
+	if (!strcmp(from, "/")) {
 		common = 1;
-	for (i = common; from[i]; i++)
-		if (from[i] == '/' && from[i + 1])
-			ups++;
-	if (from[common])
-		ups++;
+	} else if (!strncmp(from, to, flen) && to[flen] == '/') {
+		common = flen + 1;
+	} else {
+		for (i = 0; from[i] && from[i] == to[i]; i++)
+			if (from[i] == '/')
+				common = i + 1;
+	}
+	/* Components of @from past the common prefix. */
+	if (common < flen) {
+		ups = 1;
+		for (i = common; i < flen; i++)
+			if (from[i] == '/')
+				ups++;
+	}
 	rest = to + common;
-	out[0] = 0;
-	if (!ups && snprintf(out, len, "./") >= (int)len)
+	if (snprintf(out, len, "%s", ups ? "" : "./") >= (int)len)
 		return -ENAMETOOLONG;
-	while (ups--)
+	while (ups--) {
 		if (strlen(out) + 3 >= len)
 			return -ENAMETOOLONG;
-		else
-			strcat(out, "../");
+		strcat(out, "../");
+	}
 	if (strlen(out) + strlen(rest) >= len)
 		return -ENAMETOOLONG;
 	strcat(out, rest);
@@ -145,14 +152,9 @@ static ssize_t encode_locator(uint32_t code, const struct parent_info *pi,
 	}
 	case VHD_LOC_W2KU:
 		return utf8_to_utf16(pi->abs, out, room, false, true);
-	case VHD_LOC_W2RU: {
-		char buf[PATH_MAX + 4];
-
-		if (!strncmp(rel, "./", 2))
-			rel += 2;
-		snprintf(buf, sizeof(buf), "./%s", rel);
-		return utf8_to_utf16(buf, out, room, false, true);
-	}
+	case VHD_LOC_W2RU:
+		/* relative_path() always starts with "./" or "../". */
+		return utf8_to_utf16(rel, out, room, false, true);
 	}
 	return -1;
 }

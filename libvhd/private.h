@@ -82,4 +82,10 @@ int vhd_read_batmap(vhd_context_t *ctx);
 uint64_t vhd_batmap_header_offset(const vhd_context_t *ctx);
 /* The file's size in bytes, or -errno. */
 int64_t vhd_file_size(int fd);
+/*
+ * Test hook: called at each step of a journaled resize or revert (step
+ * numbers are defined in resize.c).  NULL in production; crash tests set
+ * it to kill the process at a chosen step.
+ */
+extern void (*vhd_resize_step_hook)(int step);
 #endif
