@@ -58,6 +58,26 @@ int vu_bad_option(int opt)
 	return vu_usage("unknown option -%c", opt);
 }
 
+int vu_opt_error(int opt)
+{
+	if (opt == ':')
+		return vu_usage("option -%c needs an argument", optopt);
+	return vu_bad_option(optopt ? optopt : '?');
+}
+
+bool vu_args_done(int argc, char **argv, const char *name)
+{
+	if (optind < argc) {
+		vu_usage("unexpected argument '%s'", argv[optind]);
+		return false;
+	}
+	if (!name) {
+		vu_usage("missing -n name");
+		return false;
+	}
+	return true;
+}
+
 bool vu_parse_u64(const char *s, uint64_t *out)
 {
 	unsigned long long v;

@@ -113,18 +113,12 @@ int vhd_util_check(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
-		case ':':
-			return vu_usage("option -%c needs an argument", optopt);
-		case '?':
-			return vu_usage("unknown option -%c", optopt);
 		default:
-			return vu_bad_option(c);
+			return vu_opt_error(c);
 		}
 	}
-	if (optind < argc)
-		return vu_usage("unexpected argument '%s'", argv[optind]);
-	if (!name)
-		return vu_usage("missing -n name");
+	if (!vu_args_done(argc, argv, name))
+		return EINVAL;
 
 	n = vhd_check(name, &opts, report, (void *)name);
 	if (n < 0)

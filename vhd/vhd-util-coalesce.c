@@ -707,10 +707,8 @@ int vhd_util_coalesce(int argc, char **argv)
 			break;
 		case 'h':
 			return usage();
-		case ':':
-			return vu_usage("option -%c needs an argument", optopt);
 		default:
-			return vu_bad_option(optopt ? optopt : '?');
+			return vu_opt_error(c);
 		}
 	}
 	if (optind < argc)

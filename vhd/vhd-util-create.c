@@ -35,16 +35,12 @@ int vhd_util_create(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
-		case ':':
-			return vu_usage("option -%c needs an argument", optopt);
 		default:
-			return vu_bad_option(optopt ? optopt : '?');
+			return vu_opt_error(c);
 		}
 	}
-	if (optind < argc)
-		return vu_usage("unexpected argument '%s'", argv[optind]);
-	if (!name)
-		return vu_usage("missing -n name");
+	if (!vu_args_done(argc, argv, name))
+		return EINVAL;
 	if (!size_arg)
 		return vu_usage("missing -s size (MiB)");
 	if (!vu_parse_mb(size_arg, &bytes))

@@ -71,16 +71,12 @@ int vhd_util_query(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
-		case ':':
-			return vu_usage("option -%c needs an argument", optopt);
 		default:
-			return vu_bad_option(optopt ? optopt : '?');
+			return vu_opt_error(c);
 		}
 	}
-	if (optind < argc)
-		return vu_usage("unexpected argument '%s'", argv[optind]);
-	if (!name)
-		return vu_usage("missing -n name");
+	if (!vu_args_done(argc, argv, name))
+		return EINVAL;
 	if (unresolved && !parent)
 		return vu_usage("-u modifies -p; give -p too");
 

@@ -659,18 +659,14 @@ int vhd_util_read(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
-		case ':':
-			return vu_usage("option -%c needs an argument", optopt);
 		default:
-			return vu_bad_option(optopt ? optopt : '?');
+			return vu_opt_error(opt);
 		}
 		if (err)
 			return err;
 	}
-	if (optind < argc)
-		return vu_usage("unexpected argument '%s'", argv[optind]);
-	if (!name)
-		return vu_usage("missing -n name");
+	if (!vu_args_done(argc, argv, name))
+		return EINVAL;
 	if (!headers && !t.set && !b.set && !bat && !m.set && !i.set &&
 	    !e.set && !batmap && !j.set && !d.set && !r.set && !R.set)
 		return vu_usage("nothing to do: give an action (-p, -t, -b, -B, -m, -i, -e, -a, -j, -d, -r, -R)");

@@ -512,18 +512,12 @@ int vhd_util_repair(int argc, char **argv)
 		case 'h':
 			printf("options: <-n name> [-b rebuild the batmap] [-h help]\n");
 			return 0;
-		case ':':
-			return vu_usage("option -%c needs an argument", optopt);
-		case '?':
-			return vu_usage("unknown option -%c", optopt);
 		default:
-			return vu_bad_option(c);
+			return vu_opt_error(c);
 		}
 	}
-	if (optind < argc)
-		return vu_usage("unexpected argument '%s'", argv[optind]);
-	if (!g_name)
-		return vu_usage("missing -n name");
+	if (!vu_args_done(argc, argv, g_name))
+		return EINVAL;
 	err = repair(rebuild);
 	if (err)
 		return err;

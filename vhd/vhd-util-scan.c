@@ -279,10 +279,8 @@ int vhd_util_scan(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
-		case ':':
-			return vu_usage("option -%c needs an argument", optopt);
 		default:
-			return vu_bad_option(optopt ? optopt : '?');
+			return vu_opt_error(c);
 		}
 	}
 	if (!filter && optind >= argc)

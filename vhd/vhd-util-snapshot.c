@@ -122,16 +122,12 @@ int vhd_util_snapshot(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
-		case ':':
-			return vu_usage("option -%c needs an argument", optopt);
 		default:
-			return vu_bad_option(optopt ? optopt : '?');
+			return vu_opt_error(c);
 		}
 	}
-	if (optind < argc)
-		return vu_usage("unexpected argument '%s'", argv[optind]);
-	if (!name)
-		return vu_usage("missing -n name");
+	if (!vu_args_done(argc, argv, name))
+		return EINVAL;
 	if (!parent)
 		return vu_usage("missing -p parent");
 	if (reserve_arg && !vu_parse_mb(reserve_arg, &reserve))

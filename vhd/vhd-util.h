@@ -40,5 +40,12 @@ bool vu_parse_u64(const char *s, uint64_t *out);
 bool vu_parse_mb(const char *s, uint64_t *bytes);
 /* Called for an option getopt did not recognise. */
 int vu_bad_option(int opt);
+/*
+ * The end of every verb's getopt loop (option strings start with ':'):
+ * @opt ':' is a missing argument, anything else an unknown option.
+ */
+int vu_opt_error(int opt);
+/* After getopt: no stray arguments, and -n was given.  Prints the error. */
+bool vu_args_done(int argc, char **argv, const char *name);
 
 #endif
