@@ -12,19 +12,12 @@
 
 #include "libvhd.h"
 
-/*
- * Byte offset where the image's contents end: the end of the metadata or
- * of the last data block, whichever is further (fixed: the virtual size).
- */
-uint64_t vhd_end_of_data(const vhd_context_t *ctx);
 /* Physical size: end of data + the footer (fixed images: the file size). */
 int vhd_phys_size(const vhd_context_t *ctx, uint64_t *bytes);
 /* BAT entries in use; for fixed images every block of the disk counts. */
 uint32_t vhd_allocated_blocks(const vhd_context_t *ctx);
 /* Images in the chain starting at @path, the image itself included. */
 int vhd_chain_depth(const char *path, int *depth);
-/* Store the whole batmap (map and header) from memory. */
-int vhd_write_batmap(vhd_context_t *ctx);
 /*
  * Drop every data block of a dynamic or differencing image: clear the
  * batmap, then the BAT, then move the footer to the end of the metadata

@@ -199,6 +199,11 @@ uint32_t vhd_bat_entry(const vhd_context_t *ctx, uint32_t block);
 uint32_t vhd_blocks(const vhd_context_t *ctx);	/* for the virtual size */
 /* Byte offset where metadata ends and data blocks may start. */
 uint64_t vhd_metadata_end(const vhd_context_t *ctx);
+/*
+ * Byte offset where the image's contents end: the end of the metadata or
+ * of the last data block, whichever is further (fixed: the virtual size).
+ */
+uint64_t vhd_end_of_data(const vhd_context_t *ctx);
 int vhd_read_bitmap(vhd_context_t *ctx, uint32_t block, uint8_t *bm);
 int vhd_write_bitmap(vhd_context_t *ctx, uint32_t block, const uint8_t *bm);
 bool vhd_bitmap_test(const uint8_t *bm, uint32_t bit);
@@ -206,6 +211,8 @@ void vhd_bitmap_set(uint8_t *bm, uint32_t bit);
 bool vhd_batmap_test(const vhd_context_t *ctx, uint32_t block);
 /* Set or clear a batmap bit and store the map and header in one write. */
 int vhd_batmap_update(vhd_context_t *ctx, uint32_t block, bool full);
+/* Store the whole batmap (map and header) from memory. */
+int vhd_write_batmap(vhd_context_t *ctx);
 /* Allocate @block: footer moved, zero bitmap written, BAT entry last. */
 int vhd_allocate_block(vhd_context_t *ctx, uint32_t block);
 

@@ -283,7 +283,6 @@ static int create_dynamic(vhd_context_t *ctx, uint64_t bytes, uint64_t reserve,
 	struct vhd_batmap_header *b = &ctx->batmap_hdr;
 	uint64_t bat_bytes, map_bytes, off, each[3];
 	uint32_t entries;
-	uint8_t *buf;
 	int err;
 
 	init_footer(&ctx->footer, bytes, pi ? VHD_TYPE_DIFF : VHD_TYPE_DYNAMIC);
@@ -313,7 +312,6 @@ static int create_dynamic(vhd_context_t *ctx, uint64_t bytes, uint64_t reserve,
 	if (!ctx->bat || !ctx->batmap)
 		return vhd_fail(ctx->file, ENOMEM, "out of memory");
 	memset(ctx->bat, 0xFF, bat_bytes);
-	b->checksum = vhd_checksum(ctx->batmap, map_bytes, SIZE_MAX);
 	ctx->has_batmap = true;
 
 	if (pi) {
@@ -335,16 +333,9 @@ static int create_dynamic(vhd_context_t *ctx, uint64_t bytes, uint64_t reserve,
 	err = vhd_write_bat(ctx);
 	if (err)
 		return err;
-	buf = calloc(1, VHD_SECTOR_SIZE + map_bytes);
-	if (!buf)
-		return vhd_fail(ctx->file, ENOMEM, "out of memory");
-	vhd_batmap_header_encode(b, buf);
-	err = vhd_pwrite_full(ctx->fd, buf, VHD_SECTOR_SIZE + map_bytes,
-			      b->batmap_offset - VHD_SECTOR_SIZE);
-	free(buf);
+	err = vhd_write_batmap(ctx);
 	if (err)
-		return vhd_fail(ctx->file, err, "cannot write batmap: %s",
-				strerror(-err));
+		return err;
 	if (pi) {
 		err = write_locator_data(ctx, pi);
 		if (err)

@@ -6,29 +6,6 @@
 #include "libvhd-info.h"
 #include "private.h"
 
-uint64_t vhd_end_of_data(const vhd_context_t *ctx)
-{
-	uint64_t end, blk;
-	uint32_t i;
-
-	if (ctx->raw)
-		return ctx->raw_size;
-	if (!vhd_is_dynamic(ctx))
-		return ctx->footer.curr_size;
-	end = vhd_metadata_end(ctx);
-	blk = (uint64_t)(ctx->spb + ctx->bm_secs) << VHD_SECTOR_SHIFT;
-	for (i = 0; i < ctx->header.max_bat_size; i++) {
-		uint64_t e;
-
-		if (ctx->bat[i] == VHD_BAT_UNUSED)
-			continue;
-		e = ((uint64_t)ctx->bat[i] << VHD_SECTOR_SHIFT) + blk;
-		if (e > end)
-			end = e;
-	}
-	return end;
-}
-
 int vhd_phys_size(const vhd_context_t *ctx, uint64_t *bytes)
 {
 	int64_t size;
@@ -71,50 +48,8 @@ int vhd_chain_depth(const char *path, int *depth)
 	return 0;
 }
 
-int vhd_write_batmap(vhd_context_t *ctx)
-{
-	struct vhd_batmap_header *b = &ctx->batmap_hdr;
-	size_t map_bytes = (size_t)b->batmap_size << VHD_SECTOR_SHIFT;
-	uint64_t hdr_off = vhd_batmap_header_offset(ctx);
-	uint8_t hdr[512];
-	int err;
-
-	if (!ctx->has_batmap)
-		return 0;
-	b->checksum = vhd_checksum(ctx->batmap, map_bytes, SIZE_MAX);
-	vhd_batmap_header_encode(b, hdr);
-	if (b->batmap_offset == hdr_off + VHD_SECTOR_SIZE) {
-		/* Contiguous: one write keeps checksum and map in step. */
-		uint8_t *buf = malloc(VHD_SECTOR_SIZE + map_bytes);
-
-		if (!buf)
-			return vhd_fail(ctx->file, ENOMEM, "out of memory");
-		memcpy(buf, hdr, sizeof(hdr));
-		memcpy(buf + VHD_SECTOR_SIZE, ctx->batmap, map_bytes);
-		err = vhd_pwrite_full(ctx->fd, buf, VHD_SECTOR_SIZE + map_bytes,
-				      hdr_off);
-		free(buf);
-	} else {
-		err = vhd_pwrite_full(ctx->fd, ctx->batmap, map_bytes,
-				      b->batmap_offset);
-		if (!err)
-			err = vhd_pwrite_full(ctx->fd, hdr, sizeof(hdr), hdr_off);
-	}
-	if (err)
-		return vhd_fail(ctx->file, err, "cannot write batmap: %s",
-				strerror(-err));
-	return 0;
-}
-
-static int sync_fd(vhd_context_t *ctx)
-{
-	if (fsync(ctx->fd))
-		return vhd_fail(ctx->file, errno, "fsync: %s", strerror(errno));
-	return 0;
-}
-
 /* Write the footer at @off, make it stable, then cut the file after it. */
-static int move_footer(vhd_context_t *ctx, uint64_t off)
+static int end_file_at(vhd_context_t *ctx, uint64_t off)
 {
 	uint64_t old = ctx->footer_offset;
 	int err;
@@ -122,7 +57,7 @@ static int move_footer(vhd_context_t *ctx, uint64_t off)
 	ctx->footer_offset = off;
 	err = vhd_write_footer(ctx, &ctx->footer);
 	if (!err)
-		err = sync_fd(ctx);
+		err = vhd_sync(ctx->fd, ctx->file);
 	if (err) {
 		ctx->footer_offset = old;
 		return err;
@@ -140,7 +75,7 @@ static int move_footer(vhd_context_t *ctx, uint64_t off)
 					"cannot clear the old footer: %s",
 					strerror(-err));
 	}
-	return sync_fd(ctx);
+	return vhd_sync(ctx->fd, ctx->file);
 }
 
 int vhd_zero(vhd_context_t *ctx)
@@ -159,7 +94,7 @@ int vhd_zero(vhd_context_t *ctx)
 		       (size_t)ctx->batmap_hdr.batmap_size << VHD_SECTOR_SHIFT);
 		err = vhd_write_batmap(ctx);
 		if (!err)
-			err = sync_fd(ctx);
+			err = vhd_sync(ctx->fd, ctx->file);
 		if (err)
 			return err;
 	}
@@ -168,12 +103,12 @@ int vhd_zero(vhd_context_t *ctx)
 		ctx->bat[i] = VHD_BAT_UNUSED;
 	err = vhd_write_bat(ctx);
 	if (!err)
-		err = sync_fd(ctx);
+		err = vhd_sync(ctx->fd, ctx->file);
 	if (err)
 		return err;
 	/* 3. Footer at the end of the metadata, then truncate. */
 	ctx->next_block = vhd_metadata_end(ctx);
-	return move_footer(ctx, ctx->next_block);
+	return end_file_at(ctx, ctx->next_block);
 }
 
 int vhd_set_phys_size(vhd_context_t *ctx, uint64_t bytes)
@@ -197,5 +132,5 @@ int vhd_set_phys_size(vhd_context_t *ctx, uint64_t bytes)
 				(unsigned long long)min);
 	if (bytes - VHD_FOOTER_SIZE == ctx->footer_offset)
 		return 0;
-	return move_footer(ctx, bytes - VHD_FOOTER_SIZE);
+	return end_file_at(ctx, bytes - VHD_FOOTER_SIZE);
 }

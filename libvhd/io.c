@@ -29,14 +29,6 @@ bool vhd_batmap_test(const vhd_context_t *ctx, uint32_t block)
 	return vhd_bitmap_test(ctx->batmap, block);
 }
 
-static int sync_fd(vhd_context_t *ctx)
-{
-	if (fdatasync(ctx->fd))
-		return vhd_fail(ctx->file, errno, "fdatasync: %s",
-				strerror(errno));
-	return 0;
-}
-
 int vhd_read_bitmap(vhd_context_t *ctx, uint32_t block, uint8_t *bm)
 {
 	uint32_t off = vhd_bat_entry(ctx, block);
@@ -69,42 +61,34 @@ int vhd_write_bitmap(vhd_context_t *ctx, uint32_t block, const uint8_t *bm)
 	return 0;
 }
 
-int vhd_batmap_update(vhd_context_t *ctx, uint32_t block, bool full)
+/*
+ * Store the batmap header and the first @map_len bytes of the map.  Where
+ * they are contiguous (as we lay them out) one write carries both, so the
+ * checksum and the map reach the file together.
+ */
+static int store_batmap(vhd_context_t *ctx, size_t map_len)
 {
 	struct vhd_batmap_header *b = &ctx->batmap_hdr;
 	uint64_t hdr_off = vhd_batmap_header_offset(ctx);
-	size_t map_bytes = (size_t)b->batmap_size << VHD_SECTOR_SHIFT;
-	size_t upto, len;
 	uint8_t *buf;
 	int err;
 
-	if (!ctx->has_batmap)
-		return 0;
-	if (full)
-		vhd_bitmap_set(ctx->batmap, block);
-	else
-		ctx->batmap[block >> 3] &= (uint8_t)~(0x80 >> (block & 7));
-	b->checksum = vhd_checksum(ctx->batmap, map_bytes, SIZE_MAX);
-
-	/*
-	 * The header (with the checksum) and the map are contiguous when we
-	 * laid them out: store both in one write so that the checksum never
-	 * disagrees with the map on disk.
-	 */
-	upto = ((block >> 3) / VHD_SECTOR_SIZE + 1) * VHD_SECTOR_SIZE;
+	b->checksum = vhd_checksum(ctx->batmap,
+				   (size_t)b->batmap_size << VHD_SECTOR_SHIFT,
+				   SIZE_MAX);
 	if (b->batmap_offset == hdr_off + VHD_SECTOR_SIZE) {
-		len = VHD_SECTOR_SIZE + upto;
-		buf = malloc(len);
+		buf = malloc(VHD_SECTOR_SIZE + map_len);
 		if (!buf)
 			return vhd_fail(ctx->file, ENOMEM, "out of memory");
 		vhd_batmap_header_encode(b, buf);
-		memcpy(buf + VHD_SECTOR_SIZE, ctx->batmap, upto);
-		err = vhd_pwrite_full(ctx->fd, buf, len, hdr_off);
+		memcpy(buf + VHD_SECTOR_SIZE, ctx->batmap, map_len);
+		err = vhd_pwrite_full(ctx->fd, buf, VHD_SECTOR_SIZE + map_len,
+				      hdr_off);
 		free(buf);
 	} else {
 		uint8_t hdr[512];
 
-		err = vhd_pwrite_full(ctx->fd, ctx->batmap, map_bytes,
+		err = vhd_pwrite_full(ctx->fd, ctx->batmap, map_len,
 				      b->batmap_offset);
 		if (!err) {
 			vhd_batmap_header_encode(b, hdr);
@@ -117,7 +101,28 @@ int vhd_batmap_update(vhd_context_t *ctx, uint32_t block, bool full)
 	return 0;
 }
 
-static int write_bat_entry(vhd_context_t *ctx, uint32_t block)
+int vhd_write_batmap(vhd_context_t *ctx)
+{
+	if (!ctx->has_batmap)
+		return 0;
+	return store_batmap(ctx, (size_t)ctx->batmap_hdr.batmap_size <<
+				 VHD_SECTOR_SHIFT);
+}
+
+int vhd_batmap_update(vhd_context_t *ctx, uint32_t block, bool full)
+{
+	if (!ctx->has_batmap)
+		return 0;
+	if (full)
+		vhd_bitmap_set(ctx->batmap, block);
+	else
+		ctx->batmap[block >> 3] &= (uint8_t)~(0x80 >> (block & 7));
+	/* Only the map up to the sector holding this bit has changed. */
+	return store_batmap(ctx, ((block >> 3) / VHD_SECTOR_SIZE + 1) *
+				 VHD_SECTOR_SIZE);
+}
+
+int vhd_write_bat_entry(vhd_context_t *ctx, uint32_t block)
 {
 	uint8_t sec[512];
 	uint32_t first = block & ~127u, i;
@@ -227,6 +232,75 @@ int vhd_set_marker(vhd_context_t *ctx, uint8_t marker)
 	return 0;
 }
 
+int vhd_move_footer(vhd_context_t *ctx, uint64_t off)
+{
+	uint8_t buf[512];
+	int err;
+
+	vhd_footer_encode(&ctx->footer, buf);
+	err = vhd_pwrite_full(ctx->fd, buf, sizeof(buf), off);
+	if (err)
+		return vhd_fail(ctx->file, err, "cannot move footer: %s",
+				strerror(-err));
+	ctx->footer_offset = off;
+	return 0;
+}
+
+#define RELOCATE_CHUNK	(1u << 20)
+
+int vhd_relocate_block(vhd_context_t *ctx, uint32_t block, uint64_t dst,
+		       void (*step)(int))
+{
+	uint64_t len = (uint64_t)(ctx->spb + ctx->bm_secs) << VHD_SECTOR_SHIFT;
+	uint64_t src = (uint64_t)ctx->bat[block] << VHD_SECTOR_SHIFT;
+	uint64_t end = dst + len, done;
+	uint8_t *buf;
+	int err = 0;
+
+	if ((dst >> VHD_SECTOR_SHIFT) >= VHD_BAT_UNUSED)
+		return vhd_fail(ctx->file, EFBIG, "file too large for the BAT");
+	/* 1. The file keeps ending in a valid footer, past the new copy. */
+	if (end > ctx->footer_offset) {
+		err = vhd_move_footer(ctx, end);
+		if (err)
+			return err;
+	}
+	/* 2. Copy bitmap and data; the copy is stable before it is used. */
+	buf = malloc(RELOCATE_CHUNK);
+	if (!buf)
+		return vhd_fail(ctx->file, ENOMEM, "out of memory");
+	for (done = 0; done < len && !err;) {
+		size_t n = len - done > RELOCATE_CHUNK ? RELOCATE_CHUNK :
+			   (size_t)(len - done);
+
+		err = vhd_pread_full(ctx->fd, buf, n, src + done);
+		if (!err)
+			err = vhd_pwrite_full(ctx->fd, buf, n, dst + done);
+		done += n;
+	}
+	free(buf);
+	if (err)
+		return vhd_fail(ctx->file, err, "cannot move block %u: %s",
+				block, strerror(-err));
+	err = vhd_sync(ctx->fd, ctx->file);
+	if (err)
+		return err;
+	if (step)
+		step(10);
+	/* 3. Only now point the BAT at the copy. */
+	ctx->bat[block] = (uint32_t)(dst >> VHD_SECTOR_SHIFT);
+	err = vhd_write_bat_entry(ctx, block);
+	if (!err)
+		err = vhd_sync(ctx->fd, ctx->file);
+	if (err)
+		return err;
+	if (step)
+		step(11);
+	if (end > ctx->next_block)
+		ctx->next_block = end;
+	return 0;
+}
+
 int vhd_allocate_block(vhd_context_t *ctx, uint32_t block)
 {
 	uint64_t bm_bytes = (uint64_t)ctx->bm_secs << VHD_SECTOR_SHIFT;
@@ -246,14 +320,9 @@ int vhd_allocate_block(vhd_context_t *ctx, uint32_t block)
 
 	/* 1. Keep a valid footer at the end of file. */
 	if (end > ctx->footer_offset) {
-		uint8_t buf[512];
-
-		vhd_footer_encode(&ctx->footer, buf);
-		err = vhd_pwrite_full(ctx->fd, buf, sizeof(buf), end);
+		err = vhd_move_footer(ctx, end);
 		if (err)
-			return vhd_fail(ctx->file, err, "cannot move footer: %s",
-					strerror(-err));
-		ctx->footer_offset = end;
+			return err;
 	}
 	/* 2. A clear bitmap: nothing in the block is present yet. */
 	bm = calloc(1, bm_bytes);
@@ -264,12 +333,12 @@ int vhd_allocate_block(vhd_context_t *ctx, uint32_t block)
 	if (err)
 		return vhd_fail(ctx->file, err, "cannot write bitmap: %s",
 				strerror(-err));
-	err = sync_fd(ctx);
+	err = vhd_sync(ctx->fd, ctx->file);
 	if (err)
 		return err;
 	/* 3. Only now point the BAT at it. */
 	ctx->bat[block] = (uint32_t)(off >> VHD_SECTOR_SHIFT);
-	err = write_bat_entry(ctx, block);
+	err = vhd_write_bat_entry(ctx, block);
 	if (err) {
 		ctx->bat[block] = VHD_BAT_UNUSED;
 		return err;
@@ -452,7 +521,7 @@ int vhd_io_write(vhd_context_t *ctx, const void *buf, uint64_t sec,
 		}
 		if (changed) {
 			/* The data must be stable before its bits are. */
-			err = sync_fd(ctx);
+			err = vhd_sync(ctx->fd, ctx->file);
 			if (!err)
 				err = vhd_write_bitmap(ctx, block, bm);
 			if (err)
@@ -461,7 +530,7 @@ int vhd_io_write(vhd_context_t *ctx, const void *buf, uint64_t sec,
 		for (i = 0; i < ctx->spb && full; i++)
 			full = vhd_bitmap_test(bm, i);
 		if (full && ctx->has_batmap) {
-			err = sync_fd(ctx);
+			err = vhd_sync(ctx->fd, ctx->file);
 			if (!err)
 				err = vhd_batmap_update(ctx, block, true);
 			if (err)

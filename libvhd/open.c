@@ -65,6 +65,13 @@ int vhd_fail(const char *file, int err, const char *fmt, ...)
 	return err < 0 ? err : -err;
 }
 
+int vhd_sync(int fd, const char *file)
+{
+	if (fdatasync(fd))
+		return vhd_fail(file, errno, "fdatasync: %s", strerror(errno));
+	return 0;
+}
+
 int64_t vhd_file_size(int fd)
 {
 	struct stat st;
@@ -155,6 +162,29 @@ uint64_t vhd_metadata_end(const vhd_context_t *ctx)
 			continue;
 		e = l->data_offset + vhd_locator_space(l);
 		if (e > end && e <= ctx->footer_offset)
+			end = e;
+	}
+	return end;
+}
+
+uint64_t vhd_end_of_data(const vhd_context_t *ctx)
+{
+	uint64_t end, blk;
+	uint32_t i;
+
+	if (ctx->raw)
+		return ctx->raw_size;
+	if (!vhd_is_dynamic(ctx))
+		return ctx->footer.curr_size;
+	end = vhd_metadata_end(ctx);
+	blk = (uint64_t)(ctx->spb + ctx->bm_secs) << VHD_SECTOR_SHIFT;
+	for (i = 0; i < ctx->header.max_bat_size; i++) {
+		uint64_t e;
+
+		if (ctx->bat[i] == VHD_BAT_UNUSED)
+			continue;
+		e = ((uint64_t)ctx->bat[i] << VHD_SECTOR_SHIFT) + blk;
+		if (e > end)
 			end = e;
 	}
 	return end;
@@ -269,7 +299,7 @@ static int read_header_and_bat(vhd_context_t *ctx, uint64_t size)
 {
 	struct vhd_header *h = &ctx->header;
 	uint8_t buf[1024];
-	uint64_t bat_bytes, blk_bytes, end;
+	uint64_t bat_bytes, end;
 	uint32_t i;
 	int err;
 
@@ -309,23 +339,13 @@ static int read_header_and_bat(vhd_context_t *ctx, uint64_t size)
 	if (!(ctx->oflags & VHD_OPEN_IGNORE_BATMAP))
 		vhd_read_batmap(ctx);	/* optional: absence is not an error */
 
-	blk_bytes = (uint64_t)(ctx->spb + ctx->bm_secs) << VHD_SECTOR_SHIFT;
 	end = vhd_metadata_end(ctx);
 	err = vhd_bat_validate(ctx->bat, h->max_bat_size,
 			       ctx->spb + ctx->bm_secs, end, ctx->footer_offset);
 	if (err && !(ctx->oflags & VHD_OPEN_LENIENT))
 		return vhd_fail(ctx->file, err, "%s", vhd_errmsg());
 
-	ctx->next_block = end;
-	for (i = 0; i < h->max_bat_size; i++) {
-		uint64_t e;
-
-		if (ctx->bat[i] == VHD_BAT_UNUSED)
-			continue;
-		e = ((uint64_t)ctx->bat[i] << VHD_SECTOR_SHIFT) + blk_bytes;
-		if (e > ctx->next_block)
-			ctx->next_block = e;
-	}
+	ctx->next_block = vhd_end_of_data(ctx);
 	return 0;
 }
 

@@ -68,6 +68,23 @@ static inline uint64_t secs_round_up(uint64_t bytes)
 /* Full-length pread/pwrite; -errno on failure, -EIO on a short read. */
 int vhd_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int vhd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/*
+ * Make what was written to @fd stable (fdatasync: enough for data and for
+ * size changes); names @file in the error.
+ */
+int vhd_sync(int fd, const char *file);
+/* Rewrite the BAT sector holding @block's entry from ctx->bat. */
+int vhd_write_bat_entry(vhd_context_t *ctx, uint32_t block);
+/* Write the current footer at @off and make it the primary one (no sync). */
+int vhd_move_footer(vhd_context_t *ctx, uint64_t off);
+/*
+ * Move @block (bitmap and data) to byte offset @dst at or past the end of
+ * the data: the footer first moves past it if needed, the copy is made
+ * stable, and only then the BAT entry points at it.  @step, when not NULL,
+ * is called with 10 once the copy is stable and 11 once the BAT entry is.
+ */
+int vhd_relocate_block(vhd_context_t *ctx, uint32_t block, uint64_t dst,
+		       void (*step)(int));
 /* Name the file in an error and return -err. */
 int vhd_fail(const char *file, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -88,13 +88,6 @@ static int sync_dir_of(const char *path)
 	return err;
 }
 
-static int fsync_file(int fd, const char *file)
-{
-	if (fsync(fd))
-		return vhd_fail(file, errno, "fsync: %s", strerror(errno));
-	return 0;
-}
-
 /* ---- fast resize ------------------------------------------------------ */
 
 uint64_t vhd_max_fast_resize(const vhd_context_t *ctx)
@@ -143,7 +136,7 @@ static int set_virtual_size(vhd_context_t *ctx, uint64_t bytes)
 	err = vhd_write_footer(ctx, &f);
 	if (err)
 		return err;
-	return fsync_file(ctx->fd, ctx->file);
+	return vhd_sync(ctx->fd, ctx->file);
 }
 
 int vhd_resize_fast(vhd_context_t *ctx, uint64_t bytes)
@@ -525,59 +518,6 @@ static int cmp_block_ref(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static int write_bat_sector(vhd_context_t *ctx, uint32_t block)
-{
-	uint8_t sec[512];
-	uint32_t first = block & ~127u, i;
-	int err;
-
-	for (i = 0; i < 128; i++)
-		put_be32(sec + 4 * i, first + i < ctx->header.max_bat_size ?
-			 ctx->bat[first + i] : VHD_BAT_UNUSED);
-	err = vhd_pwrite_full(ctx->fd, sec, sizeof(sec),
-			      ctx->header.table_offset + (uint64_t)first * 4);
-	if (err)
-		return vhd_fail(ctx->file, err, "cannot write BAT: %s",
-				strerror(-err));
-	return 0;
-}
-
-static int write_footer_at(vhd_context_t *ctx, uint64_t off)
-{
-	uint8_t buf[512];
-	int err;
-
-	vhd_footer_encode(&ctx->footer, buf);
-	err = vhd_pwrite_full(ctx->fd, buf, sizeof(buf), off);
-	if (err)
-		return vhd_fail(ctx->file, err, "cannot move footer: %s",
-				strerror(-err));
-	ctx->footer_offset = off;
-	return 0;
-}
-
-/* Copy @len bytes within the image; the ranges never overlap. */
-static int copy_bytes(vhd_context_t *ctx, uint8_t *buf, uint64_t from,
-		      uint64_t to, uint64_t len)
-{
-	uint64_t done = 0;
-	int err;
-
-	while (done < len) {
-		size_t n = len - done > COPY_CHUNK ? COPY_CHUNK :
-			   (size_t)(len - done);
-
-		err = vhd_pread_full(ctx->fd, buf, n, from + done);
-		if (!err)
-			err = vhd_pwrite_full(ctx->fd, buf, n, to + done);
-		if (err)
-			return vhd_fail(ctx->file, err, "cannot move data: %s",
-					strerror(-err));
-		done += n;
-	}
-	return 0;
-}
-
 /* The new layout after the BAT grows to @entries. */
 struct layout {
 	uint32_t	entries;
@@ -644,7 +584,7 @@ static int grow_bat(vhd_context_t *ctx, const struct layout *L)
 	uint64_t blk_bytes = (uint64_t)(ctx->spb + ctx->bm_secs) << VHD_SECTOR_SHIFT;
 	uint8_t *loc_data[VHD_LOC_COUNT] = { 0 };
 	struct block_ref *moves = NULL;
-	uint8_t *buf = NULL, *map = NULL;
+	uint8_t *map = NULL;
 	uint32_t nmoves = 0, i, *bat;
 	uint64_t cursor;
 	int err = 0;
@@ -669,9 +609,8 @@ static int grow_bat(vhd_context_t *ctx, const struct layout *L)
 			goto out;
 		}
 	}
-	buf = malloc(COPY_CHUNK);
 	moves = malloc(sizeof(*moves) * (h.max_bat_size ? h.max_bat_size : 1));
-	if (!buf || !moves) {
+	if (!moves) {
 		err = vhd_fail(ctx->file, ENOMEM, "out of memory");
 		goto out;
 	}
@@ -687,41 +626,18 @@ static int grow_bat(vhd_context_t *ctx, const struct layout *L)
 	/* 1. Move the blocks in the way, one at a time, each crash-safe. */
 	cursor = ctx->next_block > L->meta_end ? ctx->next_block : L->meta_end;
 	for (i = 0; i < nmoves; i++) {
-		uint64_t src = (uint64_t)moves[i].off << VHD_SECTOR_SHIFT;
 		uint64_t dst = vhd_align_block(cursor, ctx->bm_secs);
-		uint64_t end = dst + blk_bytes;
 
-		if ((dst >> VHD_SECTOR_SHIFT) >= VHD_BAT_UNUSED) {
-			err = vhd_fail(ctx->file, EFBIG, "file too large for the BAT");
-			goto out;
-		}
-		if (end > ctx->footer_offset) {
-			err = write_footer_at(ctx, end);
-			if (err)
-				goto out;
-		}
-		err = copy_bytes(ctx, buf, src, dst, blk_bytes);
-		if (!err)
-			err = fsync_file(ctx->fd, ctx->file);
+		err = vhd_relocate_block(ctx, moves[i].block, dst, step);
 		if (err)
 			goto out;
-		step(10);
-		ctx->bat[moves[i].block] = (uint32_t)(dst >> VHD_SECTOR_SHIFT);
-		err = write_bat_sector(ctx, moves[i].block);
-		if (!err)
-			err = fsync_file(ctx->fd, ctx->file);
-		if (err)
-			goto out;
-		step(11);
-		cursor = end;
-		if (end > ctx->next_block)
-			ctx->next_block = end;
+		cursor = dst + blk_bytes;
 	}
 	/* 2. The footer must lie beyond the new metadata. */
 	if (ctx->footer_offset < L->meta_end) {
-		err = write_footer_at(ctx, L->meta_end);
+		err = vhd_move_footer(ctx, L->meta_end);
 		if (!err)
-			err = fsync_file(ctx->fd, ctx->file);
+			err = vhd_sync(ctx->fd, ctx->file);
 		if (err)
 			goto out;
 		step(12);
@@ -792,7 +708,7 @@ static int grow_bat(vhd_context_t *ctx, const struct layout *L)
 	ctx->header.max_bat_size = L->entries;
 	err = vhd_write_bat(ctx);
 	if (!err)
-		err = fsync_file(ctx->fd, ctx->file);
+		err = vhd_sync(ctx->fd, ctx->file);
 	if (err)
 		goto out;
 	step(15);
@@ -801,7 +717,7 @@ static int grow_bat(vhd_context_t *ctx, const struct layout *L)
 	h.max_bat_size = L->entries;
 	err = vhd_write_header(ctx, &h);
 	if (!err)
-		err = fsync_file(ctx->fd, ctx->file);
+		err = vhd_sync(ctx->fd, ctx->file);
 	if (err)
 		goto out;
 	step(16);
@@ -809,7 +725,6 @@ out:
 	for (i = 0; i < VHD_LOC_COUNT; i++)
 		free(loc_data[i]);
 	free(moves);
-	free(buf);
 	free(map);
 	return err;
 }
@@ -888,7 +803,7 @@ static int resize_fixed(vhd_context_t *ctx, const char *journal,
 		ctx->footer_offset = p->new_bytes;
 		err = vhd_write_footer(ctx, &f);
 		if (!err)
-			err = fsync_file(ctx->fd, ctx->file);
+			err = vhd_sync(ctx->fd, ctx->file);
 		if (err)
 			return err;
 		step(20);
@@ -909,7 +824,7 @@ static int resize_fixed(vhd_context_t *ctx, const char *journal,
 		if (ftruncate(ctx->fd, (off_t)p->new_bytes))
 			return vhd_fail(ctx->file, errno, "cannot truncate: %s",
 					strerror(errno));
-		err = fsync_file(ctx->fd, ctx->file);
+		err = vhd_sync(ctx->fd, ctx->file);
 		if (err)
 			return err;
 		step(21);
@@ -922,7 +837,7 @@ static int resize_fixed(vhd_context_t *ctx, const char *journal,
 	if (ftruncate(ctx->fd, (off_t)(p->new_bytes + VHD_FOOTER_SIZE)))
 		return vhd_fail(ctx->file, errno, "cannot truncate: %s",
 				strerror(errno));
-	err = fsync_file(ctx->fd, ctx->file);
+	err = vhd_sync(ctx->fd, ctx->file);
 	if (!err)
 		step(22);
 	return err;
