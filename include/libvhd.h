@@ -281,6 +281,16 @@ struct vhd_check_opts {
 int vhd_check(const char *path, const struct vhd_check_opts *opts,
 	      void (*report)(void *arg, const char *msg), void *arg);
 
+/*
+ * Make a damaged image clean: a footer restored from its good copy and
+ * placed after the data, a header checksum fixed, blocks moved off the
+ * batmap area (where QEMU puts its first block), and the batmap rebuilt
+ * from the bitmaps when damaged or when @rebuild_batmap.  Each change is
+ * described through @report (may be NULL).  0 or a negative errno.
+ */
+int vhd_repair(const char *path, bool rebuild_batmap,
+	       void (*report)(void *arg, const char *msg), void *arg);
+
 /* ---- resize ---- */
 /* Largest size in bytes reachable by a fast resize. */
 uint64_t vhd_max_fast_resize(const vhd_context_t *ctx);
