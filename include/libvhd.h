@@ -208,6 +208,8 @@ int vhd_read_bitmap(vhd_context_t *ctx, uint32_t block, uint8_t *bm);
 int vhd_write_bitmap(vhd_context_t *ctx, uint32_t block, const uint8_t *bm);
 bool vhd_bitmap_test(const uint8_t *bm, uint32_t bit);
 void vhd_bitmap_set(uint8_t *bm, uint32_t bit);
+/* Are the first @bits bits all set (every sector of a block present)? */
+bool vhd_bitmap_full(const uint8_t *bm, uint32_t bits);
 bool vhd_batmap_test(const vhd_context_t *ctx, uint32_t block);
 /* Set or clear a batmap bit and store the map and header in one write. */
 int vhd_batmap_update(vhd_context_t *ctx, uint32_t block, bool full);

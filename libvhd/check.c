@@ -420,22 +420,21 @@ static void check_regions(struct checker *c)
 					(unsigned long long)c->reg[j].start);
 }
 
-struct extent {
-	uint64_t	start;
-	uint32_t	index;
-};
-
-static int cmp_extent(const void *a, const void *b)
+static int report_overlap(void *arg, uint32_t a, uint32_t b, uint64_t sa,
+			  uint64_t sb)
 {
-	const struct extent *x = a, *y = b;
+	struct checker *c = arg;
 
-	return x->start < y->start ? -1 : x->start > y->start;
+	kind_problem(c, K_OVERLAP, "blocks %u and %u overlap (sectors %llu and %llu)",
+		     a, b, (unsigned long long)(sa >> VHD_SECTOR_SHIFT),
+		     (unsigned long long)(sb >> VHD_SECTOR_SHIFT));
+	c->bad[b] = 1;
+	return 0;
 }
 
 static int check_bat(struct checker *c)
 {
-	struct extent *ext;
-	uint32_t n = 0;
+	int err;
 
 	for (uint32_t i = 0; i < c->entries; i++) {
 		uint64_t s = (uint64_t)c->bat[i] << VHD_SECTOR_SHIFT;
@@ -476,31 +475,10 @@ static int check_bat(struct checker *c)
 		}
 	}
 
-	ext = malloc(((size_t)c->entries + 1) * sizeof(*ext));
-	if (!ext)
-		return vhd_fail(c->path, ENOMEM, "out of memory for the BAT");
-	for (uint32_t i = 0; i < c->entries; i++) {
-		if (c->bat[i] == VHD_BAT_UNUSED || c->bad[i])
-			continue;
-		ext[n].start = (uint64_t)c->bat[i] << VHD_SECTOR_SHIFT;
-		ext[n].index = i;
-		n++;
-	}
-	qsort(ext, n, sizeof(*ext), cmp_extent);
-	/* Compare each block with the one reaching furthest before it. */
-	for (uint32_t i = 1, far = 0; i < n; i++) {
-		if (ext[far].start + c->blk_bytes > ext[i].start) {
-			kind_problem(c, K_OVERLAP,
-				     "blocks %u and %u overlap (sectors %llu and %llu)",
-				     ext[far].index, ext[i].index,
-				     (unsigned long long)(ext[far].start >> 9),
-				     (unsigned long long)(ext[i].start >> 9));
-			c->bad[ext[i].index] = 1;
-			continue;
-		}
-		far = i;
-	}
-	free(ext);
+	err = vhd_bat_overlaps(c->bat, c->entries, c->bad, c->blk_bytes,
+			       report_overlap, c);
+	if (err)
+		return vhd_fail(c->path, err, "%s", vhd_errmsg());
 	return 0;
 }
 
@@ -537,14 +515,6 @@ static void report_qemu_block(struct checker *c)
 }
 
 /* ---- batmap and bitmaps ----------------------------------------------- */
-
-static bool bitmap_full(const uint8_t *bm, uint32_t bits)
-{
-	for (uint32_t i = 0; i < bits; i++)
-		if (!vhd_bitmap_test(bm, i))
-			return false;
-	return true;
-}
 
 static int check_batmap(struct checker *c)
 {
@@ -602,7 +572,7 @@ static int check_batmap(struct checker *c)
 			continue;
 		err = read_at(c, bm, (uint64_t)c->bm_secs << VHD_SECTOR_SHIFT,
 			      (uint64_t)c->bat[i] << VHD_SECTOR_SHIFT);
-		if (!err && !bitmap_full(bm, c->spb))
+		if (!err && !vhd_bitmap_full(bm, c->spb))
 			kind_problem(c, K_BATMAP,
 				     "batmap marks block %u as full but its bitmap is not",
 				     i);

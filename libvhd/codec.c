@@ -250,20 +250,61 @@ static int cmp_extent(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-int vhd_bat_validate(const uint32_t *bat, uint32_t entries,
-		     uint32_t block_sectors, uint64_t data_start,
-		     uint64_t file_end)
+int vhd_bat_overlaps(const uint32_t *bat, uint32_t entries,
+		     const uint8_t *skip, uint64_t blen,
+		     int (*overlap)(void *arg, uint32_t a, uint32_t b,
+				    uint64_t sa, uint64_t sb),
+		     void *arg)
 {
 	struct bat_extent *ext;
-	uint32_t i, n = 0;
-	uint64_t blen = (uint64_t)block_sectors << VHD_SECTOR_SHIFT;
+	uint32_t i, n = 0, far;
 	int err = 0;
 
 	ext = malloc((size_t)entries * sizeof(*ext) + 1);
 	if (!ext) {
-		vhd_set_error("out of memory validating the BAT");
+		vhd_set_error("out of memory checking the BAT");
 		return -ENOMEM;
 	}
+	for (i = 0; i < entries; i++) {
+		if (bat[i] == VHD_BAT_UNUSED || (skip && skip[i]))
+			continue;
+		ext[n].start = (uint64_t)bat[i] << VHD_SECTOR_SHIFT;
+		ext[n].index = i;
+		n++;
+	}
+	qsort(ext, n, sizeof(*ext), cmp_extent);
+	/*
+	 * Blocks are all the same length, so sorted by start each one can
+	 * only overlap the last block that did not overlap anything.
+	 */
+	for (i = 1, far = 0; i < n && !err; i++) {
+		if (ext[far].start + blen > ext[i].start)
+			err = overlap(arg, ext[far].index, ext[i].index,
+				      ext[far].start, ext[i].start);
+		else
+			far = i;
+	}
+	free(ext);
+	return err;
+}
+
+static int first_overlap(void *arg, uint32_t a, uint32_t b, uint64_t sa,
+			 uint64_t sb)
+{
+	(void)arg;
+	vhd_set_error("BAT entries %u and %u overlap (sectors %llu and %llu)",
+		      a, b, (unsigned long long)(sa >> VHD_SECTOR_SHIFT),
+		      (unsigned long long)(sb >> VHD_SECTOR_SHIFT));
+	return -EINVAL;
+}
+
+int vhd_bat_validate(const uint32_t *bat, uint32_t entries,
+		     uint32_t block_sectors, uint64_t data_start,
+		     uint64_t file_end)
+{
+	uint64_t blen = (uint64_t)block_sectors << VHD_SECTOR_SHIFT;
+	uint32_t i;
+
 	for (i = 0; i < entries; i++) {
 		uint64_t off;
 
@@ -273,33 +314,15 @@ int vhd_bat_validate(const uint32_t *bat, uint32_t entries,
 		if (off < data_start) {
 			vhd_set_error("BAT entry %u (sector %u) overlaps the metadata",
 				      i, bat[i]);
-			err = -EINVAL;
-			goto out;
+			return -EINVAL;
 		}
 		if (off + blen > file_end) {
 			vhd_set_error("BAT entry %u (sector %u) points past the end of the file",
 				      i, bat[i]);
-			err = -EINVAL;
-			goto out;
-		}
-		ext[n].start = off;
-		ext[n].index = i;
-		n++;
-	}
-	qsort(ext, n, sizeof(*ext), cmp_extent);
-	for (i = 1; i < n; i++) {
-		if (ext[i - 1].start + blen > ext[i].start) {
-			vhd_set_error("BAT entries %u and %u overlap (sectors %llu and %llu)",
-				      ext[i - 1].index, ext[i].index,
-				      (unsigned long long)(ext[i - 1].start >> 9),
-				      (unsigned long long)(ext[i].start >> 9));
-			err = -EINVAL;
-			goto out;
+			return -EINVAL;
 		}
 	}
-out:
-	free(ext);
-	return err;
+	return vhd_bat_overlaps(bat, entries, NULL, blen, first_overlap, NULL);
 }
 
 uint64_t vhd_locator_space(const struct vhd_locator *loc)

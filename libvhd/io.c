@@ -17,6 +17,14 @@ bool vhd_bitmap_test(const uint8_t *bm, uint32_t bit)
 	return bm[bit >> 3] & (0x80 >> (bit & 7));
 }
 
+bool vhd_bitmap_full(const uint8_t *bm, uint32_t bits)
+{
+	for (uint32_t i = 0; i < bits; i++)
+		if (!vhd_bitmap_test(bm, i))
+			return false;
+	return true;
+}
+
 void vhd_bitmap_set(uint8_t *bm, uint32_t bit)
 {
 	bm[bit >> 3] |= (uint8_t)(0x80 >> (bit & 7));
@@ -488,7 +496,7 @@ int vhd_io_write(vhd_context_t *ctx, const void *buf, uint64_t sec,
 		uint32_t first = (uint32_t)(s % ctx->spb);
 		uint32_t n = ctx->spb - first, i;
 		uint64_t data;
-		bool changed = false, full = true;
+		bool changed = false;
 
 		if (n > count - done)
 			n = count - done;
@@ -527,9 +535,7 @@ int vhd_io_write(vhd_context_t *ctx, const void *buf, uint64_t sec,
 			if (err)
 				goto out;
 		}
-		for (i = 0; i < ctx->spb && full; i++)
-			full = vhd_bitmap_test(bm, i);
-		if (full && ctx->has_batmap) {
+		if (ctx->has_batmap && vhd_bitmap_full(bm, ctx->spb)) {
 			err = vhd_sync(ctx->fd, ctx->file);
 			if (!err)
 				err = vhd_batmap_update(ctx, block, true);

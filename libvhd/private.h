@@ -89,6 +89,16 @@ int vhd_relocate_block(vhd_context_t *ctx, uint32_t block, uint64_t dst,
 int vhd_fail(const char *file, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * Call @overlap for each allocated BAT entry (not flagged in @skip, which
+ * may be NULL) whose block of @blen bytes overlaps an earlier one; stops
+ * at the first non-zero return, which it returns.  -ENOMEM on no memory.
+ */
+int vhd_bat_overlaps(const uint32_t *bat, uint32_t entries,
+		     const uint8_t *skip, uint64_t blen,
+		     int (*overlap)(void *arg, uint32_t a, uint32_t b,
+				    uint64_t sa, uint64_t sb),
+		     void *arg);
 /* Layout helpers for dynamic images. */
 uint64_t vhd_bat_bytes(uint32_t entries);
 uint64_t vhd_batmap_bytes(uint32_t entries);

@@ -176,14 +176,10 @@ static int rebuild_batmap(const struct repairer *r, vhd_context_t *ctx)
 		return vhd_fail(ctx->file, ENOMEM, "out of memory");
 	}
 	for (uint32_t i = 0; i < entries && !err; i++) {
-		bool full = true;
-
 		if (ctx->bat[i] == VHD_BAT_UNUSED)
 			continue;
 		err = vhd_read_bitmap(ctx, i, bm);
-		for (uint32_t s = 0; s < ctx->spb && full && !err; s++)
-			full = vhd_bitmap_test(bm, s);
-		if (full && !err)
+		if (!err && vhd_bitmap_full(bm, ctx->spb))
 			vhd_bitmap_set(map, i);
 	}
 	free(bm);
