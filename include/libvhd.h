@@ -228,6 +228,8 @@ int vhd_io_read(vhd_context_t *ctx, void *buf, uint64_t sec, uint32_t count,
 int vhd_io_write(vhd_context_t *ctx, const void *buf, uint64_t sec,
 		 uint32_t count);
 
+/* Make everything written to the image so far stable on disk. */
+int vhd_flush(vhd_context_t *ctx);
 /* Rewrite the footer (both copies), the header, or the whole BAT. */
 int vhd_write_footer(vhd_context_t *ctx, const struct vhd_footer *f);
 int vhd_write_header(vhd_context_t *ctx, const struct vhd_header *h);

@@ -150,6 +150,11 @@ int vhd_write_bat_entry(vhd_context_t *ctx, uint32_t block)
 	return 0;
 }
 
+int vhd_flush(vhd_context_t *ctx)
+{
+	return vhd_sync(ctx->fd, ctx->file);
+}
+
 int vhd_write_bat(vhd_context_t *ctx)
 {
 	uint64_t bytes = vhd_bat_bytes(ctx->header.max_bat_size);

@@ -118,39 +118,6 @@ struct dest {
 	vhd_context_t	*img;
 };
 
-static int raw_pwrite(vhd_context_t *ctx, const void *buf, size_t len,
-		      uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(ctx->fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : EIO;
-
-			vhd_set_error("%s: write failed: %s", ctx->file,
-				      strerror(err));
-			return -err;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-static int dest_write(struct dest *d, const void *buf, uint64_t sec,
-		      uint32_t count)
-{
-	if (d->img->raw)
-		return raw_pwrite(d->img, buf, (size_t)count << VHD_SECTOR_SHIFT,
-				  sec << VHD_SECTOR_SHIFT);
-	return vhd_io_write(d->img, buf, sec, count);
-}
-
 /*
  * Write @count sectors of @buf at @sec, skipping (with -s) each long zero
  * run that the destination already reads as zeros.  @scratch holds as many
@@ -163,7 +130,7 @@ static int put_run(struct dest *d, const uint8_t *buf, uint64_t sec,
 	int err;
 
 	if (!sparse)
-		return dest_write(d, buf, sec, count);
+		return vhd_io_write(d->img, buf, sec, count);
 	while (i < count) {
 		uint32_t j = i;
 
@@ -176,7 +143,7 @@ static int put_run(struct dest *d, const uint8_t *buf, uint64_t sec,
 		}
 		/* [i, j) is a zero run worth skipping: write what precedes it. */
 		if (i > start) {
-			err = dest_write(d, buf + ((size_t)start << VHD_SECTOR_SHIFT),
+			err = vhd_io_write(d->img, buf + ((size_t)start << VHD_SECTOR_SHIFT),
 					 sec + start, i - start);
 			if (err)
 				return err;
@@ -186,7 +153,7 @@ static int put_run(struct dest *d, const uint8_t *buf, uint64_t sec,
 		if (err)
 			return err;
 		if (!all_zero(scratch, (size_t)(j - i) << VHD_SECTOR_SHIFT)) {
-			err = dest_write(d, buf + ((size_t)i << VHD_SECTOR_SHIFT),
+			err = vhd_io_write(d->img, buf + ((size_t)i << VHD_SECTOR_SHIFT),
 					 sec + i, j - i);
 			if (err)
 				return err;
@@ -194,7 +161,7 @@ static int put_run(struct dest *d, const uint8_t *buf, uint64_t sec,
 		start = i = j;
 	}
 	if (count > start)
-		return dest_write(d, buf + ((size_t)start << VHD_SECTOR_SHIFT),
+		return vhd_io_write(d->img, buf + ((size_t)start << VHD_SECTOR_SHIFT),
 				  sec + start, count - start);
 	return 0;
 }
@@ -285,28 +252,14 @@ static int unshadow(vhd_context_t *img, uint64_t base, uint32_t n,
 			continue;
 		if (was_full) {
 			err = vhd_batmap_update(img, (uint32_t)b, false);
-			if (!err && fdatasync(img->fd)) {
-				err = -errno;
-				vhd_set_error("%s: fdatasync: %s", img->file,
-					      strerror(errno));
-			}
+			if (!err)
+				err = vhd_flush(img);
 			if (err)
 				return err;
 		}
 		err = vhd_write_bitmap(img, (uint32_t)b, bm);
 		if (err)
 			return err;
-	}
-	return 0;
-}
-
-static int sync_image(vhd_context_t *ctx)
-{
-	if (fsync(ctx->fd)) {
-		int err = errno;
-
-		vhd_set_error("%s: fsync: %s", ctx->file, strerror(err));
-		return -err;
 	}
 	return 0;
 }
@@ -516,7 +469,7 @@ static int coalesce_down(const struct coalesce_opts *o)
 			i = j;
 		}
 	}
-	err = sync_image(d.img);
+	err = vhd_flush(d.img);
 	if (err)
 		goto fail;
 
@@ -540,7 +493,7 @@ static int coalesce_down(const struct coalesce_opts *o)
 		}
 	}
 	for (int k = 1; k < depth; k++) {
-		err = sync_image(imgs[k]);
+		err = vhd_flush(imgs[k]);
 		if (err)
 			goto fail;
 	}
@@ -659,11 +612,9 @@ static int coalesce_output(const struct coalesce_opts *o)
 		if (err)
 			goto fail;
 	}
-	if (fsync(out.fd)) {
-		err = -errno;
-		vhd_set_error("%s: fsync: %s", o->output, strerror(errno));
+	err = vhd_flush(&out);
+	if (err)
 		goto fail;
-	}
 	progress_done(&prog);
 	goto out;
 fail:

@@ -75,17 +75,8 @@ int vhd_util_fill(int argc, char **argv)
 			err = vhd_io_write(leaf, buf, sec, n);
 	}
 	free(buf);
-	if (!err && fsync(leaf->fd)) {
-		vu_error("%s: fsync: %s", name, strerror(errno));
-		vhd_chain_close(&chain);
-		return EIO;
-	}
-	if (err) {
-		int st = vu_fail(err);
-
-		vhd_chain_close(&chain);
-		return st;
-	}
+	if (!err)
+		err = vhd_flush(leaf);
 	vhd_chain_close(&chain);
-	return 0;
+	return err ? vu_fail(err) : 0;
 }

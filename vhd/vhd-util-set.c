@@ -56,17 +56,8 @@ int vhd_util_set(int argc, char **argv)
 		err = vhd_set_hidden(&ctx, (uint8_t)value);
 	else
 		err = vhd_set_marker(&ctx, (uint8_t)value);
-	if (!err && fsync(ctx.fd)) {
-		vu_error("%s: fsync: %s", name, strerror(errno));
-		vhd_close(&ctx);
-		return EIO;
-	}
-	if (err) {
-		int st = vu_fail(err);
-
-		vhd_close(&ctx);
-		return st;
-	}
+	if (!err)
+		err = vhd_flush(&ctx);
 	vhd_close(&ctx);
-	return 0;
+	return err ? vu_fail(err) : 0;
 }
