@@ -162,6 +162,11 @@ uint64_t vhd_locator_space(const struct vhd_locator *loc);
 int vhd_locator_decode(uint32_t code, const uint8_t *data, size_t len,
 		       char *out, size_t outlen);
 
+/*
+ * The header's parent name (UTF-16BE) as UTF-8, for display: a bad
+ * surrogate shows as '?' and a long name is cut to fit @len.
+ */
+void vhd_header_parent_name(const struct vhd_header *h, char *out, size_t len);
 /* CHS geometry of the specification for a size in sectors. */
 uint32_t vhd_chs(uint64_t sectors);
 uint32_t vhd_time_now(void);

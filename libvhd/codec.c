@@ -366,10 +366,58 @@ static int put_utf8(char *out, size_t room, uint32_t cp)
 	return -1;
 }
 
+/*
+ * UTF-16 (@be: big-endian, else little) up to a NUL or @len bytes, into
+ * UTF-8 with a NUL.  Strict: a bad surrogate or no room fails (-1).
+ * @lenient: a bad surrogate becomes '?' and the text is cut to fit.
+ * Returns the bytes written, without the NUL.
+ */
+static ssize_t utf16_to_utf8(const uint8_t *data, size_t len, bool be,
+			     bool lenient, char *out, size_t outlen)
+{
+	size_t o = 0, i;
+
+	if (!outlen)
+		return -1;
+	out[0] = 0;
+	for (i = 0; i + 1 < len; i += 2) {
+		uint32_t cp = be ? get_be16(data + i) :
+				   (uint32_t)(data[i] | data[i + 1] << 8);
+		int w;
+
+		if (!cp)
+			break;
+		if (cp >= 0xD800 && cp < 0xE000) {
+			uint32_t lo = 0;
+
+			if (cp < 0xDC00 && i + 3 < len)
+				lo = be ? get_be16(data + i + 2) :
+					  (uint32_t)(data[i + 2] | data[i + 3] << 8);
+			if (lo >= 0xDC00 && lo < 0xE000) {
+				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+				i += 2;
+			} else if (lenient) {
+				cp = '?';
+			} else {
+				return -1;
+			}
+		}
+		w = put_utf8(out + o, outlen - 1 - o, cp);
+		if (w < 0) {
+			if (lenient)
+				break;
+			return -1;
+		}
+		o += (size_t)w;
+	}
+	out[o] = 0;
+	return (ssize_t)o;
+}
+
 int vhd_locator_decode(uint32_t code, const uint8_t *data, size_t len,
 		       char *out, size_t outlen)
 {
-	size_t o = 0, i;
+	size_t i;
 
 	if (!outlen)
 		return -EINVAL;
@@ -397,40 +445,26 @@ int vhd_locator_decode(uint32_t code, const uint8_t *data, size_t len,
 		vhd_set_error("unknown parent locator code 0x%08x", code);
 		return -EINVAL;
 	}
-	for (i = 0; i + 1 < len; i += 2) {
-		uint32_t cp = data[i] | (uint32_t)data[i + 1] << 8;
-		int w;
-
-		if (!cp)
-			break;
-		if (cp >= 0xD800 && cp < 0xDC00) {
-			uint32_t lo;
-
-			if (i + 3 >= len)
-				goto bad;
-			lo = data[i + 2] | (uint32_t)data[i + 3] << 8;
-			if (lo < 0xDC00 || lo >= 0xE000)
-				goto bad;
-			cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-			i += 2;
-		} else if (cp >= 0xDC00 && cp < 0xE000) {
-			goto bad;
-		}
-		if (cp == '\\')
-			cp = '/';
-		w = put_utf8(out + o, outlen - 1 - o, cp);
-		if (w < 0)
-			goto bad;
-		o += (size_t)w;
+	if (utf16_to_utf8(data, len, false, false, out, outlen) <= 0) {
+		vhd_set_error("bad UTF-16 text in %s parent locator",
+			      code == VHD_LOC_W2KU ? "W2ku" : "W2ru");
+		return -EINVAL;
 	}
-	if (!o)
-		goto bad;
-	out[o] = 0;
+	/* Windows separators. */
+	for (i = 0; out[i]; i++)
+		if (out[i] == '\\')
+			out[i] = '/';
 	return 0;
-bad:
-	vhd_set_error("bad UTF-16 text in %s parent locator",
-		      code == VHD_LOC_W2KU ? "W2ku" : "W2ru");
-	return -EINVAL;
+}
+
+void vhd_header_parent_name(const struct vhd_header *h, char *out, size_t len)
+{
+	uint8_t be[sizeof(h->prt_name)];
+
+	for (size_t i = 0; i < 256; i++)
+		put_be16(be + 2 * i, h->prt_name[i]);
+	if (len)
+		utf16_to_utf8(be, sizeof(be), true, true, out, len);
 }
 
 uint32_t vhd_chs(uint64_t sectors)

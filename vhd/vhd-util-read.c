@@ -91,51 +91,6 @@ static const char *loc_name(uint32_t code)
 	}
 }
 
-/* The header's UTF-16 parent name as UTF-8. */
-static void parent_name(const struct vhd_header *h, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (int i = 0; i < 256 && h->prt_name[i]; i++) {
-		uint32_t cp = h->prt_name[i];
-		char tmp[4];
-		int n;
-
-		if (cp >= 0xD800 && cp < 0xDC00 && i + 1 < 256 &&
-		    h->prt_name[i + 1] >= 0xDC00 && h->prt_name[i + 1] < 0xE000) {
-			cp = 0x10000 + ((cp - 0xD800) << 10) +
-			     (h->prt_name[i + 1] - 0xDC00u);
-			i++;
-		} else if (cp >= 0xD800 && cp < 0xE000) {
-			cp = '?';
-		}
-		if (cp < 0x80) {
-			tmp[0] = (char)cp;
-			n = 1;
-		} else if (cp < 0x800) {
-			tmp[0] = (char)(0xC0 | cp >> 6);
-			tmp[1] = (char)(0x80 | (cp & 0x3F));
-			n = 2;
-		} else if (cp < 0x10000) {
-			tmp[0] = (char)(0xE0 | cp >> 12);
-			tmp[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-			tmp[2] = (char)(0x80 | (cp & 0x3F));
-			n = 3;
-		} else {
-			tmp[0] = (char)(0xF0 | cp >> 18);
-			tmp[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-			tmp[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-			tmp[3] = (char)(0x80 | (cp & 0x3F));
-			n = 4;
-		}
-		if (o + (size_t)n + 1 > len)
-			break;
-		memcpy(out + o, tmp, (size_t)n);
-		o += (size_t)n;
-	}
-	out[o] = 0;
-}
-
 static void print_checksum(uint32_t stored, uint32_t computed)
 {
 	printf("%-20s: 0x%x|0x%x (%s)\n", "Checksum", stored, computed,
@@ -189,7 +144,7 @@ static void print_header(const struct vhd_header *h, uint32_t computed)
 	printf("%-20s: %s\n", "Max BAT size", num(h->max_bat_size));
 	printf("%-20s: %s (%s MB)\n", "Block size", num(h->block_size),
 	       num(h->block_size >> 20));
-	parent_name(h, name, sizeof(name));
+	vhd_header_parent_name(h, name, sizeof(name));
 	printf("%-20s: %s\n", "Parent name", name);
 	uuid_unparse(h->prt_uuid, uuid);
 	printf("%-20s: %s\n", "Parent UUID", uuid);
