@@ -20,14 +20,6 @@ static void usage(void)
 	printf("usage: vhd-util snapshot -n NAME -p PARENT [-l DEPTH_LIMIT] [-m] [-S MAX_SIZE_MB] [-e] [-h]\n");
 }
 
-static bool bat_empty(const vhd_context_t *ctx)
-{
-	for (uint32_t i = 0; i < ctx->header.max_bat_size; i++)
-		if (ctx->bat[i] != VHD_BAT_UNUSED)
-			return false;
-	return true;
-}
-
 /*
  * From @parent down, skip differencing images without a single allocated
  * block.  *backing gets the first image that holds data (malloc'd), and
@@ -59,7 +51,8 @@ static int find_backing(const char *parent, char **backing, bool *raw)
 			free(path);
 			return err;
 		}
-		empty = ctx.footer.type == VHD_TYPE_DIFF && bat_empty(&ctx);
+		empty = ctx.footer.type == VHD_TYPE_DIFF &&
+			!vhd_allocated_blocks(&ctx);
 		praw = uuid_is_null(ctx.header.prt_uuid);
 		if (empty)
 			err = vhd_parent_path(&ctx, false, &next);
