@@ -139,6 +139,8 @@ uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t csum_off);
 void vhd_footer_encode(const struct vhd_footer *f, uint8_t buf[512]);
 /* 0, or -EINVAL with vhd_errmsg() set: bad cookie, checksum, type... */
 int vhd_footer_decode(struct vhd_footer *f, const uint8_t buf[512]);
+/* blktap writes a batmap into its images from creator version 1.2. */
+bool vhd_footer_expects_batmap(const struct vhd_footer *f);
 void vhd_header_encode(const struct vhd_header *h, uint8_t buf[1024]);
 int vhd_header_decode(struct vhd_header *h, const uint8_t buf[1024]);
 void vhd_batmap_header_encode(const struct vhd_batmap_header *b,

@@ -335,13 +335,6 @@ static bool known_locator(uint32_t code)
 	return false;
 }
 
-/* Is the batmap expected?  blktap writes one from creator version 1.2. */
-static bool batmap_expected(const struct checker *c)
-{
-	return !memcmp(c->footer.crtr_app, "tap", 4) &&
-	       c->footer.crtr_ver >= 0x00010002u;
-}
-
 static uint32_t block_at(const struct checker *c, uint64_t off)
 {
 	for (uint32_t i = 0; i < c->entries; i++) {
@@ -380,7 +373,7 @@ static void collect_regions(struct checker *c)
 					   c->bmh.batmap_offset,
 					   (uint64_t)c->bmh.batmap_size <<
 					   VHD_SECTOR_SHIFT);
-		} else if (batmap_expected(c)) {
+		} else if (vhd_footer_expects_batmap(&c->footer)) {
 			uint32_t b = block_at(c, c->bmh_off);
 
 			if (b != VHD_BAT_UNUSED)

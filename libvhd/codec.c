@@ -104,6 +104,12 @@ int vhd_footer_decode(struct vhd_footer *f, const uint8_t buf[512])
 	return 0;
 }
 
+bool vhd_footer_expects_batmap(const struct vhd_footer *f)
+{
+	return f->type != VHD_TYPE_FIXED && !memcmp(f->crtr_app, "tap", 4) &&
+	       f->crtr_ver >= 0x00010002u;
+}
+
 void vhd_header_encode(const struct vhd_header *h, uint8_t buf[1024])
 {
 	int i;

@@ -259,8 +259,7 @@ int vhd_repair(const char *path, bool rebuild,
 	}
 
 	blk_bytes = (uint64_t)(ctx.spb + ctx.bm_secs) << VHD_SECTOR_SHIFT;
-	expect_batmap = !memcmp(ctx.footer.crtr_app, "tap", 4) &&
-			ctx.footer.crtr_ver >= 0x00010002u;
+	expect_batmap = vhd_footer_expects_batmap(&ctx.footer);
 	end = vhd_end_of_data(&ctx);
 	if (expect_batmap) {
 		hdr_off = vhd_batmap_header_offset(&ctx);
