@@ -3,6 +3,7 @@
 #   make [VARIANT=default|asan]   build into build/$(VARIANT)/
 #   make check                    every test layer, ends "N passed, N failed"
 #   make demo                     show vhd-util at work
+#   make bench                    tapdisk against fio (bench/results/latest.md)
 #
 # Sources are found by wildcard: libvhd/*.c, vhd/*.c, tests/unit/test-*.c
 # (+ tests/unit/lib/*.c), tests/tools/*.c, tests/fuzz/fuzz-*.c,
@@ -27,7 +28,7 @@ FUZZ_TIME	?= 20
 TEST_TIMEOUT	?= 600
 
 WARNINGS	:= -Wall -Wextra -Werror
-BASE_CFLAGS	:= -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude
+BASE_CFLAGS	:= -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude -Itapdisk -Itap-ctl
 DEPFLAGS	= -MMD -MP
 
 ifeq ($(VARIANT),default)
@@ -46,6 +47,8 @@ ALL_CFLAGS	= $(BASE_CFLAGS) $(OPT_CFLAGS) $(EXTRA_CFLAGS)
 ALL_LDFLAGS	= $(SAN_FLAGS) $(LDFLAGS)
 # Libraries libvhd itself needs; every program linking libvhd.a gets them.
 LIBVHD_LIBS	:= -luuid
+TAPDISK_LIBS	:= -laio
+JSON_LIBS	:= -ljson-c
 CMOCKA_LIBS	:= -lcmocka
 
 # ---- sources ----------------------------------------------------------------
@@ -55,6 +58,11 @@ UNIT_SRCS	:= $(sort $(wildcard tests/unit/test-*.c))
 UNITLIB_SRCS	:= $(sort $(wildcard tests/unit/lib/*.c))
 TOOL_SRCS	:= $(sort $(wildcard tests/tools/*.c))
 FUZZ_SRCS	:= $(sort $(wildcard tests/fuzz/fuzz-*.c))
+# tapdisk: everything but main() also goes into libtapdisk.a for tests.
+TD_MAIN_SRC	:= tapdisk/tapdisk.c
+TD_SRCS		:= $(filter-out $(TD_MAIN_SRC),$(sort $(wildcard tapdisk/*.c)))
+TAPCTL_SRCS	:= $(sort $(wildcard tap-ctl/*.c))
+RIG_SRCS	:= $(sort $(wildcard tests/rig/*.c))
 
 obj		= $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -63,6 +71,17 @@ VHD_OBJS	:= $(call obj,$(VHD_SRCS))
 UNITLIB_OBJS	:= $(call obj,$(UNITLIB_SRCS))
 LIBVHD		:= $(B)/libvhd.a
 VHD_UTIL	:= $(if $(VHD_SRCS),$(B)/vhd-util)
+TD_OBJS		:= $(call obj,$(TD_SRCS))
+LIBTAPDISK	:= $(B)/libtapdisk.a
+TAPDISK		:= $(if $(wildcard $(TD_MAIN_SRC)),$(B)/tapdisk)
+TAPCTL_OBJS	:= $(call obj,$(TAPCTL_SRCS))
+TAPCTL		:= $(if $(TAPCTL_SRCS),$(B)/tap-ctl)
+# The rig speaks the control protocol through tap-ctl's client.
+CLIENT_OBJ	:= $(call obj,tap-ctl/client.c)
+RIG_OBJS	:= $(call obj,$(RIG_SRCS))
+RIG		:= $(if $(RIG_SRCS),$(B)/tests/td-rig)
+# The rig without its main(), for its unit tests (test-rig-*).
+RIG_LIB_OBJS	:= $(filter-out $(call obj,tests/rig/td-rig.c),$(RIG_OBJS))
 UNIT_BINS	:= $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 TOOL_BINS	:= $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(TOOL_SRCS))
 
@@ -70,6 +89,8 @@ HAVE_CLANG	:= $(shell command -v $(CLANG) 2>/dev/null)
 FUZZ_CFLAGS	:= $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer \
 		   -fno-sanitize-recover=all
 FUZZ_LIB_OBJS	:= $(patsubst %.c,$(FUZZB)/obj/%.o,$(LIB_SRCS))
+# fuzz-control tests the control-message validator alone.
+FUZZ_CTL_OBJS	:= $(FUZZB)/obj/tapdisk/ctl-msg.o
 FUZZ_BINS	:= $(patsubst tests/fuzz/%.c,$(FUZZB)/%,$(FUZZ_SRCS))
 
 # ---- build ------------------------------------------------------------------
@@ -82,8 +103,14 @@ Q		:= @
 say		:= @printf '  %-6s %s\n'
 endif
 
-.PHONY: all lib vhd-util unit-tests test-tools fuzzers
-all: lib vhd-util unit-tests test-tools
+.PHONY: all lib vhd-util tapdisk tap-ctl rig unit-tests test-tools fuzzers
+all: lib vhd-util tapdisk tap-ctl rig unit-tests test-tools
+	@:
+tapdisk: $(TAPDISK) $(LIBTAPDISK)
+	@:
+tap-ctl: $(TAPCTL)
+	@:
+rig: $(RIG)
 	@:
 lib: $(LIBVHD)
 	@:
@@ -109,11 +136,40 @@ $(B)/vhd-util: $(VHD_OBJS) $(LIBVHD)
 	$(say) LD $@
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(VHD_OBJS) $(LIBVHD) $(LIBVHD_LIBS) $(LDLIBS)
 
-$(B)/tests/test-%: $(B)/obj/tests/unit/test-%.o $(UNITLIB_OBJS) $(LIBVHD)
+$(LIBTAPDISK): $(TD_OBJS)
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(say) AR $@
+	$(Q)$(AR) rcs $@ $^
+
+$(B)/tapdisk: $(call obj,$(TD_MAIN_SRC)) $(LIBTAPDISK) $(LIBVHD)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBTAPDISK) $(LIBVHD) \
+		$(TAPDISK_LIBS) $(LIBVHD_LIBS) $(LDLIBS)
+
+$(B)/tap-ctl: $(TAPCTL_OBJS)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(JSON_LIBS) $(LDLIBS)
+
+$(B)/tests/td-rig: $(RIG_OBJS) $(CLIENT_OBJ)
 	@mkdir -p $(@D)
 	$(say) LD $@
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(UNITLIB_OBJS) $(LIBVHD) \
-		$(CMOCKA_LIBS) $(LIBVHD_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests of the rig link the rig's objects (the more specific pattern
+# wins over test-%).
+$(B)/tests/test-rig-%: $(B)/obj/tests/unit/test-rig-%.o $(RIG_LIB_OBJS) $(CLIENT_OBJ)
+	@mkdir -p $(@D)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+
+# Unit tests may use libtapdisk.a and libvhd.a (archives: only what a test
+# calls is linked in).
+$(B)/tests/test-%: $(B)/obj/tests/unit/test-%.o $(UNITLIB_OBJS) $(LIBTAPDISK) $(LIBVHD)
+	@mkdir -p $(@D)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(UNITLIB_OBJS) $(LIBTAPDISK) $(LIBVHD) \
+		$(CMOCKA_LIBS) $(TAPDISK_LIBS) $(LIBVHD_LIBS) $(LDLIBS)
 
 $(B)/tests/tools/%: $(B)/obj/tests/tools/%.o $(LIBVHD)
 	@mkdir -p $(@D)
@@ -139,6 +195,10 @@ $(FUZZB)/fuzz-%: $(FUZZB)/obj/tests/fuzz/fuzz-%.o $(FUZZ_LIB_OBJS)
 	$(say) LD $@
 	$(Q)$(CLANG) -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		$(LIBVHD_LIBS) $(LDLIBS)
+
+$(FUZZB)/fuzz-control: $(FUZZB)/obj/tests/fuzz/fuzz-control.o $(FUZZ_CTL_OBJS)
+	$(say) LD $@
+	$(Q)$(CLANG) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 
 # Keep intermediate objects (they are named only through pattern rules),
 # and never leave a half-written target behind.
@@ -232,6 +292,19 @@ check-valgrind:
 	@$(SUBMAKE) VARIANT=default all
 	$(begin) $(valgrind_layer) $(end)
 
+# ---- benchmark --------------------------------------------------------------
+# Not part of check: minutes of I/O on a 1 GiB file in bench/data/.
+# bench-smoke runs the same script on a tiny data set, to show it works.
+.PHONY: bench bench-smoke
+bench:
+	@$(SUBMAKE) VARIANT=default tapdisk tap-ctl rig vhd-util
+	@bench/run $(BUILD)/default
+
+bench-smoke:
+	@$(SUBMAKE) VARIANT=default tapdisk tap-ctl rig vhd-util
+	@BENCH_SIZE_MB=64 BENCH_SECONDS=1 BENCH_REPS=1 \
+		BENCH_OUT=$(BUILD)/bench-smoke bench/run $(BUILD)/default
+
 # ---- demo, install, clean ---------------------------------------------------
 .PHONY: demo install clean
 demo: deps
@@ -240,9 +313,10 @@ demo: deps
 
 MAN8		:= $(wildcard man/*.8)
 install:
-	@$(SUBMAKE) VARIANT=default vhd-util
+	@$(SUBMAKE) VARIANT=default vhd-util tapdisk tap-ctl
 	install -d $(DESTDIR)$(PREFIX)/sbin
-	install -m 0755 $(BUILD)/default/vhd-util $(DESTDIR)$(PREFIX)/sbin/vhd-util
+	install -m 0755 $(BUILD)/default/vhd-util $(BUILD)/default/tapdisk \
+		$(BUILD)/default/tap-ctl $(DESTDIR)$(PREFIX)/sbin/
 ifneq ($(MAN8),)
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0644 $(MAN8) $(DESTDIR)$(PREFIX)/share/man/man8/

@@ -3,9 +3,9 @@
  * The blktap2 ring: the one ABI between the kernel module (or the
  * user-space test rig that stands in for it) and a tapdisk.
  *
- * DRAFT: written ahead of tapdisk and the module (issues 3 and 4); it is
- * checked here only for layout (tests/unit/test-ring-abi.c).  Expect it to
- * change until both sides use it; the version field exists for that.
+ * The front is the kernel module, or tests/rig (the user-space stand-in
+ * used by tests and benchmarks); the back is tapdisk.  Layout is pinned by
+ * tests/unit/test-ring-abi.c.
  *
  * One shared mapping, laid out as:
  *
@@ -28,6 +28,28 @@
  *   - status is 0 or in [-4095, -1], else the request fails with EIO.
  *
  * All fields are in host byte order: both sides run on the same machine.
+ *
+ * Who writes what in the header:
+ *   front, before handing the ring over: magic, version, nr_slots,
+ *     slot_bytes, the offsets and map_size (the back checks them against
+ *     blktap_ring_*_offset() and refuses a ring that disagrees);
+ *   back, when it opens an image (and again on unpause): capacity,
+ *     sector_size and features, which the front reads before it exposes
+ *     the disk and validates (capacity <= 2^48 sectors, sector size 512 or
+ *     4096, unknown feature bits ignored).
+ *
+ * Notification.  Each side publishes entries, then a write barrier, then
+ * its producer index.  It then wakes the other side only when the index
+ * passed the other side's event index (blktap_ring_need_wake()); a side
+ * about to sleep sets its event index to "one more than I have consumed"
+ * and re-checks the producer index, so no wakeup is lost.  The wakeup
+ * itself is transport specific: the rig uses two eventfds passed to
+ * tapdisk over the control socket; the kernel uses poll() on the ring
+ * device for requests and an ioctl for responses.
+ *
+ * Ordering between requests: none.  The front must not issue overlapping
+ * writes, or a read overlapping a write, concurrently and expect an order;
+ * FLUSH covers every write that was completed before FLUSH was issued.
  */
 #ifndef BLKTAP_RING_H
 #define BLKTAP_RING_H
@@ -79,9 +101,9 @@ struct blktap_ring_header {
 	__u64	rsp_offset;
 	__u64	data_offset;	/* page aligned */
 	__u64	map_size;	/* bytes to mmap in all */
-	__u64	capacity;	/* disk size in 512-byte sectors */
-	__u32	sector_size;	/* logical block size in bytes */
-	__u32	features;	/* BLKTAP_FEAT_*, what the disk accepts */
+	__u64	capacity;	/* disk size in 512-byte sectors (back) */
+	__u32	sector_size;	/* logical block size in bytes (back) */
+	__u32	features;	/* BLKTAP_FEAT_*, what the disk accepts (back) */
 
 	/*
 	 * Producer and event counters, each on its own cache line: the
@@ -119,6 +141,17 @@ struct blktap_ring_response {
 	__s32	status;		/* 0, or a negative errno */
 	__u32	reserved;	/* zero */
 };
+
+/*
+ * Should the producer that moved its index from @old to @new wake the
+ * other side, whose event index is @event?  True when @event lies in
+ * (old, new], counted modulo 2^32.
+ */
+static inline int blktap_ring_need_wake(__u32 new_idx, __u32 old_idx,
+					__u32 event)
+{
+	return (__u32)(new_idx - event) < (__u32)(new_idx - old_idx);
+}
 
 /* Where things are, for a given depth and slot size (both sides agree). */
 static inline __u64 blktap_ring_req_offset(void)

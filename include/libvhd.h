@@ -211,6 +211,14 @@ uint64_t vhd_metadata_end(const vhd_context_t *ctx);
  * of the last data block, whichever is further (fixed: the virtual size).
  */
 uint64_t vhd_end_of_data(const vhd_context_t *ctx);
+/*
+ * Layout, for writers outside libvhd (tapdisk's asynchronous VHD driver):
+ * where a new block at or after byte @end must start so that its data is
+ * 4 KiB aligned, and the offset of the batmap header (right after the
+ * sector-padded BAT).
+ */
+uint64_t vhd_align_block(uint64_t end, uint32_t bm_secs);
+uint64_t vhd_batmap_header_offset(const vhd_context_t *ctx);
 int vhd_read_bitmap(vhd_context_t *ctx, uint32_t block, uint8_t *bm);
 int vhd_write_bitmap(vhd_context_t *ctx, uint32_t block, const uint8_t *bm);
 bool vhd_bitmap_test(const uint8_t *bm, uint32_t bit);

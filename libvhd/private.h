@@ -102,11 +102,7 @@ int vhd_bat_overlaps(const uint32_t *bat, uint32_t entries,
 /* Layout helpers for dynamic images. */
 uint64_t vhd_bat_bytes(uint32_t entries);
 uint64_t vhd_batmap_bytes(uint32_t entries);
-/* Where a new block at or after @end must start for 4 KiB aligned data. */
-uint64_t vhd_align_block(uint64_t end, uint32_t bm_secs);
 int vhd_read_batmap(vhd_context_t *ctx);
-/* Offset of the batmap header: right after the (sector-padded) BAT. */
-uint64_t vhd_batmap_header_offset(const vhd_context_t *ctx);
 /* The file's size in bytes, or -errno. */
 int64_t vhd_file_size(int fd);
 /*

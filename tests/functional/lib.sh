@@ -14,12 +14,18 @@ SRCDIR=${SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 BINDIR=${BINDIR:-$SRCDIR/build/default}
 VHD_UTIL=${VHD_UTIL:-$BINDIR/vhd-util}
 TOOLSDIR=${TOOLSDIR:-$BINDIR/tests/tools}
+TAPDISK=${TAPDISK:-$BINDIR/tapdisk}
+TAP_CTL=${TAP_CTL:-$BINDIR/tap-ctl}
+TD_RIG=${TD_RIG:-$BINDIR/tests/td-rig}
 if [ -z "${TMPDIR:-}" ] || [ "$TMPDIR" = /tmp ]; then
 	TMPDIR=$(mktemp -d)
 	# shellcheck disable=SC2064
 	trap "rm -rf '$TMPDIR'" EXIT
 fi
-export SRCDIR BINDIR VHD_UTIL TOOLSDIR TMPDIR
+export SRCDIR BINDIR VHD_UTIL TOOLSDIR TAPDISK TAP_CTL TD_RIG TMPDIR
+# tapdisk's control sockets stay inside the test's directory.
+BLKTAP_CONTROL_DIR=${BLKTAP_CONTROL_DIR:-$TMPDIR/control}
+export BLKTAP_CONTROL_DIR
 
 # die MSG...: fail the test with a message naming the caller's line.
 die() {
@@ -129,4 +135,43 @@ cmp_files() {
 # file_size FILE: size in bytes.
 file_size() {
 	stat -c %s "$1"
+}
+
+# td_start [ENV=VALUE...]: start a tapdisk in the foreground (-F), in the
+# background, logging to $TMPDIR/tapdisk.<pid>.log; wait for its control
+# socket and set TD_PID.  (Not "pid=$(td_start)": it must be this shell's
+# child, so that td_stop can collect its exit status, which is how
+# valgrind and the sanitizers report.)
+td_start() {
+	local pid i
+	env "$@" "$TAPDISK" -F >"$TMPDIR/tapdisk.starting.log" 2>&1 &
+	pid=$!
+	mv "$TMPDIR/tapdisk.starting.log" "$TMPDIR/tapdisk.$pid.log"
+	for i in $(seq 1 300); do
+		[ -S "$BLKTAP_CONTROL_DIR/ctl$pid" ] && { TD_PID=$pid; return 0; }
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$TMPDIR/tapdisk.$pid.log" >&2
+	die "tapdisk $pid did not come up"
+}
+
+# td_stop PID: SIGTERM, wait (60 s at most), and fail unless it exited 0.
+td_stop() {
+	local pid=$1 rc=0 i
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 1 600); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null || true
+		cat "$TMPDIR/tapdisk.$pid.log" >&2 || true
+		die "tapdisk $pid did not exit on SIGTERM"
+	fi
+	wait "$pid" || rc=$?
+	if [ $rc -ne 0 ]; then
+		cat "$TMPDIR/tapdisk.$pid.log" >&2 || true
+		die "tapdisk $pid exited with status $rc"
+	fi
 }

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * tap-ctl: control tapdisks.  The verbs are a table, one file each; the
+ * kernel verbs (create, destroy, allocate, free, major, check) will be one
+ * line here and one file each.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tap-ctl.h"
+
+struct verb {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *args;	/* for the list printed by -h */
+};
+
+static const struct verb verbs[] = {
+	{ "list", tap_ctl_list, "[-p pid] [-m minor] [-t type] [-f file]" },
+	{ "spawn", tap_ctl_spawn, "" },
+	{ "attach", tap_ctl_attach, "-p pid -m minor" },
+	{ "detach", tap_ctl_detach, "-p pid -m minor" },
+	{ "open", tap_ctl_open,
+	  "-p pid -m minor -a type:/path [-R] [-e minor] [-t secs] [-D]" },
+	{ "close", tap_ctl_close, "-p pid -m minor [-f]" },
+	{ "pause", tap_ctl_pause, "-p pid -m minor" },
+	{ "unpause", tap_ctl_unpause, "-p pid -m minor [-a type:/path]" },
+	{ "stats", tap_ctl_stats, "-p pid -m minor" },
+};
+
+#define NR_VERBS	(sizeof(verbs) / sizeof(verbs[0]))
+
+static const char *const image_types[] = { "aio", "vhd", "qcow", "ram",
+					   "vmdk" };
+
+const char *tc_verb = "";
+
+static void help(FILE *out)
+{
+	fprintf(out, "usage: tap-ctl COMMAND [OPTIONS]   (each COMMAND takes -h)\n");
+	for (size_t i = 0; i < NR_VERBS; i++)
+		fprintf(out, "  %s%s%s\n", verbs[i].name,
+			*verbs[i].args ? " " : "", verbs[i].args);
+}
+
+int tc_error(int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* One line, whatever the message held. */
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	fprintf(stderr, "tap-ctl: %s: %s\n", tc_verb, msg);
+	return status;
+}
+
+int tc_fail(void)
+{
+	const char *m = tdc_errmsg();
+
+	return tc_error(TC_EXIT_FAIL, "%s", m && *m ? m : "failed");
+}
+
+int tc_opt_error(int opt)
+{
+	if (opt == ':')
+		return tc_error(TC_EXIT_USAGE, "option -%c needs an argument",
+				optopt);
+	if (optopt)
+		return tc_error(TC_EXIT_USAGE, "unknown option -%c", optopt);
+	return tc_error(TC_EXIT_USAGE, "unknown option");
+}
+
+bool tc_no_args(int argc, char **argv)
+{
+	if (optind < argc) {
+		tc_error(TC_EXIT_USAGE, "unexpected argument '%s'",
+			 argv[optind]);
+		return false;
+	}
+	return true;
+}
+
+bool tc_parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	/* Decimal only: "010" is ten, not eight, as a user means it. */
+	if (!s || !*s || (*s != '-' && (*s < '0' || *s > '9')))
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+int tc_target_opt(struct tc_target *t, int opt, const char *arg)
+{
+	long v;
+
+	if (opt == 'p') {
+		if (!tc_parse_long(arg, 1, INT_MAX, &v))
+			return tc_error(TC_EXIT_USAGE,
+					"invalid pid '%s' (a positive number)",
+					arg);
+		t->pid = (pid_t)v;
+		return 0;
+	}
+	if (!tc_parse_long(arg, 0, TC_MINOR_MAX, &v))
+		return tc_error(TC_EXIT_USAGE,
+				"invalid minor '%s' (a number from 0 to %d)",
+				arg, TC_MINOR_MAX);
+	t->minor = (int)v;
+	return 0;
+}
+
+int tc_target_done(const struct tc_target *t)
+{
+	if (t->pid <= 0)
+		return tc_error(TC_EXIT_USAGE, "missing -p pid");
+	if (t->minor < 0)
+		return tc_error(TC_EXIT_USAGE, "missing -m minor");
+	return 0;
+}
+
+bool tc_known_type(const char *type, size_t len)
+{
+	for (size_t i = 0; i < sizeof(image_types) / sizeof(image_types[0]); i++)
+		if (strlen(image_types[i]) == len &&
+		    !strncmp(image_types[i], type, len))
+			return true;
+	return false;
+}
+
+bool tc_abspath(const char *path, char *out, size_t size)
+{
+	char cwd[PATH_MAX];
+	int n;
+
+	if (path[0] == '/') {
+		n = snprintf(out, size, "%s", path);
+	} else {
+		if (!getcwd(cwd, sizeof(cwd)))
+			return false;
+		n = snprintf(out, size, "%s/%s", strcmp(cwd, "/") ? cwd : "",
+			     path);
+	}
+	return n >= 0 && (size_t)n < size;
+}
+
+int tc_image_arg(const char *arg, char *out, size_t size)
+{
+	const char *colon = strchr(arg, ':');
+	char path[TD_PARAMS_MAX];
+	int n;
+
+	if (!colon)
+		return tc_error(TC_EXIT_USAGE,
+				"'%s' is not type:/path (e.g. vhd:/images/disk.vhd)",
+				arg);
+	if (!tc_known_type(arg, (size_t)(colon - arg)))
+		return tc_error(TC_EXIT_USAGE,
+				"unknown image type '%.*s' (known: aio, vhd, qcow, ram, vmdk)",
+				(int)(colon - arg), arg);
+	if (!colon[1])
+		return tc_error(TC_EXIT_USAGE, "missing path after '%.*s'",
+				(int)(colon - arg + 1), arg);
+	if (!tc_abspath(colon + 1, path, sizeof(path)))
+		return tc_error(TC_EXIT_USAGE, "path '%s' is too long",
+				colon + 1);
+	n = snprintf(out, size, "%.*s%s", (int)(colon - arg + 1), arg, path);
+	if (n < 0 || (size_t)n >= size)
+		return tc_error(TC_EXIT_USAGE,
+				"image argument too long (at most %zu bytes)",
+				size - 1);
+	return 0;
+}
+
+int tc_request(const struct tc_target *t, struct td_ctl_msg *req,
+	       struct td_ctl_msg *rep)
+{
+	req->minor = t->minor;
+	return tdc_request(t->pid, req, rep);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		help(stderr);
+		return TC_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+	    !strcmp(argv[1], "help")) {
+		help(stdout);
+		return TC_EXIT_OK;
+	}
+	for (size_t i = 0; i < NR_VERBS; i++) {
+		if (strcmp(argv[1], verbs[i].name))
+			continue;
+		tc_verb = verbs[i].name;
+		optind = 0;
+		opterr = 0;	/* verbs report bad options in one line */
+		return verbs[i].fn(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "tap-ctl: unknown command '%s' (run 'tap-ctl -h' for the list)\n",
+		argv[1]);
+	return TC_EXIT_USAGE;
+}

@@ -1,0 +1,1413 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The VHD driver: fixed, dynamic and differencing images.
+ *
+ * Metadata (footer, header, BAT, batmap) is read synchronously through
+ * libvhd at open and kept in its context; after that every I/O goes
+ * through tio, and nothing is allocated until close.
+ *
+ * Bitmaps live in a cache of fixed size.  An entry is pinned by every
+ * treq that waits for it or writes through it; unpinned valid entries sit
+ * on an LRU list and may be reused.  A block whose batmap bit is set is
+ * full, so its bitmap is never needed.
+ *
+ * Write ordering, which is what makes a crash harmless:
+ *  - a new block: the footer at the new end of file, then (once every
+ *    earlier allocation's footer is down, since a later block's bitmap
+ *    lands where an earlier footer was) a zero bitmap, an fdatasync, and
+ *    only then the BAT sector.  The in-memory BAT changes only when that
+ *    write has completed, so nothing uses the block before it is visible.
+ *  - data, then the bitmap bits that declare it; a write completes only
+ *    when the bitmap write carrying its bits has completed.
+ *  - the batmap bit once the bitmap is full on disk.
+ * Each metadata write has at most one request in flight; treqs that
+ * arrive while it is in flight wait for the next one, which carries their
+ * bits too.
+ *
+ * Waiting for tio entries: a treq that cannot get one parks with the core
+ * (td_treq_wait_tio).  For a metadata write shared by several treqs, one
+ * of its waiters is taken off the driver's list and parked as the
+ * "vehicle"; when the core resumes it, queue_write() sees drv_state and
+ * retries the write.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "driver.h"
+#include "libvhd.h"
+#include "log.h"
+#include "tio.h"
+
+#define CACHE_ENTRIES	256u
+#define CACHE_BYTES	(8u << 20)	/* bitmap memory at most, roughly */
+#define CACHE_MIN	16u
+#define NR_SLOTS	32u
+#define BUF_ALIGN	4096u
+#define SEC		VHD_SECTOR_SIZE
+#define BAT_PER_SEC	(SEC / 4)
+#define NO_IDX		0xFFFFFFu
+
+/* drv_state of a write treq: what it is doing, and on which entry/slot. */
+enum {
+	DS_NONE,	/* fresh, or parked on one of our lists */
+	DS_DATA,	/* data written or being written; holds a get */
+	DS_ALLOC,	/* vehicle for an allocation slot */
+	DS_BMW,		/* vehicle for a bitmap write */
+	DS_BATMAP,	/* vehicle for a batmap write */
+	DS_SYNC,	/* FUA: waiting for a tio entry for its fdatasync */
+};
+#define DS(st, idx)	((uint32_t)(st) << 24 | (uint32_t)(idx))
+#define DS_STATE(v)	((v) >> 24)
+#define DS_IDX(v)	((v) & NO_IDX)
+
+struct tlist {
+	struct td_treq	*head, *tail;
+};
+
+/* A metadata write some treqs wait for: at most one in flight. */
+struct mwrite {
+	bool		writing;	/* submitted, not completed */
+	bool		stalled;	/* a vehicle waits for a tio entry */
+	struct tlist	cur;		/* their bits are in what is written */
+	struct tlist	next;		/* arrived while writing */
+};
+
+enum { E_FREE, E_READING, E_VALID };
+
+struct bm_entry {
+	struct vhd_priv	*p;
+	uint32_t	idx;
+	uint32_t	block;
+	uint8_t		state;
+	bool		dirty;		/* bits set since the last write began */
+	uint32_t	pins;
+	int32_t		hnext;		/* hash chain */
+	uint32_t	prev, next;	/* LRU or free list */
+	uint8_t		*buf;
+	struct tlist	waiters;	/* for the read */
+	struct mwrite	w;
+};
+
+/* Steps of an allocation, in order. */
+enum { A_FOOTER, A_FOOTER_WAIT, A_BITMAP, A_SYNC, A_BAT };
+/* How an allocation takes part in writing its BAT sector. */
+enum { BR_NONE, BR_WRITER, BR_RIDER, BR_WAIT };
+
+struct alloc_slot {
+	struct vhd_priv	*p;
+	uint32_t	idx;
+	bool		used;
+	bool		reserved;	/* off/end chosen */
+	bool		inflight;	/* this slot's I/O is in the kernel */
+	bool		stalled;
+	bool		footer_done;
+	uint8_t		step;
+	uint8_t		bat_role;
+	uint32_t	writer;		/* BR_RIDER: the writing slot */
+	uint32_t	block;
+	uint32_t	gen;		/* bat_gen when its fdatasync began */
+	uint64_t	off, end;
+	struct tlist	waiters;
+	uint8_t		*buf;		/* one BAT sector */
+};
+
+struct vhd_priv {
+	vhd_context_t	ctx;
+	struct tio_file	file;
+	bool		file_open;
+	bool		rdwr;
+	bool		dynamic;
+	uint32_t	spb;
+	uint32_t	bm_bytes;
+	uint64_t	sectors;
+	unsigned	inflight;	/* our own tio requests */
+
+	/* Bitmap cache. */
+	uint32_t	nr_entries;
+	struct bm_entry	*entries;
+	uint8_t		*bm_mem;
+	int32_t		*hash;
+	uint32_t	hash_mask;
+	uint32_t	*lprev, *lnext;	/* lists: [n] = LRU, [n + 1] = free */
+	struct tlist	cache_waiters;
+
+	/* Writing. */
+	struct alloc_slot slots[NR_SLOTS];
+	uint8_t		*slot_mem;
+	struct tlist	slot_waiters;
+	uint8_t		*zero_bm;
+	uint8_t		*footer_buf;
+	uint64_t	footer_off;	/* furthest footer written or reserved */
+	uint64_t	next_block;
+	uint32_t	bat_gen;	/* BAT writes completed */
+	uint32_t	synced_gen;	/* ... of which an fdatasync covers */
+
+	/* Batmap updates (only when header and map are contiguous). */
+	bool		batmap_live;
+	bool		batmap_resave;	/* a write failed: store it at close */
+	uint8_t		*batmap_buf;
+	int64_t		batmap_hi;	/* highest map sector changed */
+	struct mwrite	batmap_w;
+};
+
+/* ---- small helpers ---- */
+
+static void tl_push(struct tlist *l, struct td_treq *t)
+{
+	t->next = NULL;
+	if (l->tail)
+		l->tail->next = t;
+	else
+		l->head = t;
+	l->tail = t;
+}
+
+static struct td_treq *tl_pop(struct tlist *l)
+{
+	struct td_treq *t = l->head;
+
+	if (t) {
+		l->head = t->next;
+		if (!l->head)
+			l->tail = NULL;
+		t->next = NULL;
+	}
+	return t;
+}
+
+/* Detach the whole list (callers walk it with tl_pop on the copy). */
+static struct tlist tl_take(struct tlist *l)
+{
+	struct tlist out = *l;
+
+	l->head = l->tail = NULL;
+	return out;
+}
+
+static bool tl_empty(const struct tlist *l)
+{
+	return !l->head;
+}
+
+static bool gen_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+static void *alloc_aligned(size_t len)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, BUF_ALIGN, len ? len : SEC))
+		return NULL;
+	memset(p, 0, len ? len : SEC);
+	return p;
+}
+
+/* End a parked treq (no get held) with @err. */
+static void fail_treq(struct td_treq *t, int err)
+{
+	t->drv_state = 0;
+	td_treq_get(t);
+	td_treq_put(t, err);
+	if (t->op == TD_OP_READ)
+		td_treq_forward(t);
+	else
+		td_treq_issued(t);
+}
+
+static void resume_all(struct tlist *l)
+{
+	struct tlist list = tl_take(l);
+	struct td_treq *t;
+
+	while ((t = tl_pop(&list)))
+		td_treq_resume(t);
+}
+
+static struct tio_req *meta_req(struct vhd_priv *p, enum tio_op op,
+				void *buf, size_t len, uint64_t off,
+				unsigned flags, uint64_t deadline,
+				tio_done_fn done, void *arg)
+{
+	struct tio_req *r = tio_get(TIO_PRIO_META);
+
+	if (!r)
+		return NULL;
+	r->file = &p->file;
+	r->op = op;
+	r->flags = flags;
+	r->buf = buf;
+	r->len = len;
+	r->off = off;
+	r->deadline_ms = deadline;
+	r->done = done;
+	r->arg = arg;
+	p->inflight++;
+	return r;
+}
+
+static uint64_t block_data(const struct vhd_priv *p, uint32_t block)
+{
+	return ((uint64_t)p->ctx.bat[block] + p->ctx.bm_secs) << VHD_SECTOR_SHIFT;
+}
+
+static bool block_full(const struct vhd_priv *p, uint32_t block)
+{
+	return vhd_batmap_test(&p->ctx, block);
+}
+
+/* ---- bitmap cache ---- */
+
+static void list_del(struct vhd_priv *p, uint32_t i)
+{
+	p->lnext[p->lprev[i]] = p->lnext[i];
+	p->lprev[p->lnext[i]] = p->lprev[i];
+	p->lprev[i] = p->lnext[i] = i;
+}
+
+/* Insert @i right after the list head @h (most recent first). */
+static void list_add(struct vhd_priv *p, uint32_t h, uint32_t i)
+{
+	p->lnext[i] = p->lnext[h];
+	p->lprev[i] = h;
+	p->lprev[p->lnext[h]] = i;
+	p->lnext[h] = i;
+}
+
+static uint32_t lru_head(const struct vhd_priv *p)
+{
+	return p->nr_entries;
+}
+
+static uint32_t free_head(const struct vhd_priv *p)
+{
+	return p->nr_entries + 1;
+}
+
+static uint32_t hash_of(const struct vhd_priv *p, uint32_t block)
+{
+	return (block * 2654435761u) & p->hash_mask;
+}
+
+static struct bm_entry *cache_lookup(struct vhd_priv *p, uint32_t block)
+{
+	int32_t i = p->hash[hash_of(p, block)];
+
+	while (i >= 0) {
+		struct bm_entry *e = &p->entries[i];
+
+		if (e->block == block && e->state != E_FREE)
+			return e;
+		i = e->hnext;
+	}
+	return NULL;
+}
+
+static void hash_insert(struct vhd_priv *p, struct bm_entry *e)
+{
+	uint32_t h = hash_of(p, e->block);
+
+	e->hnext = p->hash[h];
+	p->hash[h] = (int32_t)e->idx;
+}
+
+static void hash_remove(struct vhd_priv *p, struct bm_entry *e)
+{
+	int32_t *link = &p->hash[hash_of(p, e->block)];
+
+	while (*link >= 0) {
+		if (*link == (int32_t)e->idx) {
+			*link = e->hnext;
+			break;
+		}
+		link = &p->entries[*link].hnext;
+	}
+	e->hnext = -1;
+}
+
+/* An entry nobody uses: a free one, else the least recently used. */
+static struct bm_entry *cache_take(struct vhd_priv *p)
+{
+	uint32_t i = p->lnext[free_head(p)];
+	struct bm_entry *e;
+
+	if (i == free_head(p)) {
+		i = p->lprev[lru_head(p)];
+		if (i == lru_head(p))
+			return NULL;
+	}
+	list_del(p, i);
+	e = &p->entries[i];
+	if (e->state != E_FREE)
+		hash_remove(p, e);
+	e->state = E_FREE;
+	e->dirty = false;
+	return e;
+}
+
+static void pin(struct vhd_priv *p, struct bm_entry *e)
+{
+	if (e->pins++ == 0 && e->state == E_VALID)
+		list_del(p, e->idx);
+}
+
+static void unpin(struct vhd_priv *p, struct bm_entry *e)
+{
+	if (--e->pins)
+		return;
+	if (e->state == E_VALID) {
+		list_add(p, lru_head(p), e->idx);
+	} else {
+		/* A failed read: the entry holds nothing. */
+		e->state = E_FREE;
+		list_add(p, free_head(p), e->idx);
+	}
+	resume_all(&p->cache_waiters);
+}
+
+static void touch(struct vhd_priv *p, struct bm_entry *e)
+{
+	if (!e->pins) {
+		list_del(p, e->idx);
+		list_add(p, lru_head(p), e->idx);
+	}
+}
+
+static void bm_read_done(struct tio_req *r, int err)
+{
+	struct bm_entry *e = r->arg;
+	struct vhd_priv *p = e->p;
+	struct tlist list = tl_take(&e->waiters);
+	struct td_treq *t;
+
+	p->inflight--;
+	if (err) {
+		td_err("%s: cannot read the bitmap of block %u: %s",
+		       p->ctx.file, e->block, strerror(-err));
+		hash_remove(p, e);
+		e->state = E_FREE;
+	} else {
+		e->state = E_VALID;
+	}
+	/* Unpin after each resume, so the entry survives for the next. */
+	while ((t = tl_pop(&list))) {
+		if (err)
+			fail_treq(t, err);
+		else
+			td_treq_resume(t);
+		unpin(p, e);
+	}
+}
+
+/*
+ * The bitmap of @block for @t, or NULL when @t had to wait (it is parked
+ * and will be resumed; t->cursor must already say where to resume).
+ */
+static struct bm_entry *bm_get(struct vhd_priv *p, struct td_treq *t,
+			       uint32_t block)
+{
+	struct bm_entry *e = cache_lookup(p, block);
+	struct tio_req *r;
+
+	if (e && e->state == E_VALID) {
+		touch(p, e);
+		return e;
+	}
+	if (e) {
+		pin(p, e);
+		tl_push(&e->waiters, t);
+		return NULL;
+	}
+	e = cache_take(p);
+	if (!e) {
+		tl_push(&p->cache_waiters, t);
+		return NULL;
+	}
+	r = meta_req(p, TIO_READ, e->buf, p->bm_bytes,
+		     (uint64_t)p->ctx.bat[block] << VHD_SECTOR_SHIFT, 0,
+		     t->deadline_ms, bm_read_done, e);
+	if (!r) {
+		list_add(p, free_head(p), e->idx);
+		td_treq_wait_tio(t);
+		return NULL;
+	}
+	e->block = block;
+	e->state = E_READING;
+	hash_insert(p, e);
+	pin(p, e);
+	tl_push(&e->waiters, t);
+	tio_submit(r);
+	return NULL;
+}
+
+/* A new block's bitmap is known to be zero: no need to read it. */
+static void cache_install_zero(struct vhd_priv *p, uint32_t block)
+{
+	struct bm_entry *e;
+
+	if (cache_lookup(p, block))
+		return;
+	e = cache_take(p);
+	if (!e)
+		return;
+	memset(e->buf, 0, p->bm_bytes);
+	e->block = block;
+	e->state = E_VALID;
+	hash_insert(p, e);
+	list_add(p, lru_head(p), e->idx);
+}
+
+/* ---- reads ---- */
+
+/* Read into @t the sectors [i, i + n) it has not been given yet. */
+static int read_runs(struct vhd_priv *p, struct td_treq *t, uint32_t i,
+		     uint32_t n, const uint8_t *bm, uint32_t first,
+		     uint64_t data)
+{
+	uint32_t j = 0, k;
+
+	while (j < n) {
+		if ((bm && !vhd_bitmap_test(bm, first + j)) ||
+		    td_treq_filled(t, i + j)) {
+			j++;
+			continue;
+		}
+		for (k = j + 1; k < n; k++)
+			if ((bm && !vhd_bitmap_test(bm, first + k)) ||
+			    td_treq_filled(t, i + k))
+				break;
+		if (td_treq_submit(t, &p->file, TIO_READ,
+				   t->buf + ((size_t)(i + j) << VHD_SECTOR_SHIFT),
+				   (size_t)(k - j) << VHD_SECTOR_SHIFT,
+				   data + ((uint64_t)(first + j) << VHD_SECTOR_SHIFT),
+				   0)) {
+			t->cursor = i + j;
+			td_treq_wait_tio(t);
+			return -EAGAIN;
+		}
+		td_treq_fill(t, i + j, k - j);
+		j = k;
+	}
+	return 0;
+}
+
+static void vhd_queue_read(struct td_image *img, struct td_treq *t)
+{
+	struct vhd_priv *p = img->priv;
+	uint32_t end = t->secs, i = t->cursor;
+
+	/* The core zero-fills past our end; stay inside it regardless. */
+	if (t->sec >= p->sectors)
+		end = 0;
+	else if (p->sectors - t->sec < end)
+		end = (uint32_t)(p->sectors - t->sec);
+	if (!p->dynamic) {
+		if (i < end && read_runs(p, t, i, end - i, NULL, 0,
+					 (t->sec + i) << VHD_SECTOR_SHIFT))
+			return;
+		td_treq_forward(t);
+		return;
+	}
+	while (i < end) {
+		uint64_t s = t->sec + i;
+		uint32_t block = (uint32_t)(s / p->spb);
+		uint32_t first = (uint32_t)(s % p->spb);
+		uint32_t n = p->spb - first;
+		const uint8_t *bm = NULL;
+
+		if (n > end - i)
+			n = end - i;
+		if (p->ctx.bat[block] == VHD_BAT_UNUSED) {
+			i += n;
+			continue;
+		}
+		if (!block_full(p, block)) {
+			struct bm_entry *e;
+
+			t->cursor = i;
+			e = bm_get(p, t, block);
+			if (!e)
+				return;
+			bm = e->buf;
+		}
+		if (read_runs(p, t, i, n, bm, first, block_data(p, block)))
+			return;
+		i += n;
+	}
+	td_treq_forward(t);
+}
+
+/* ---- batmap ---- */
+
+static void write_finish(struct vhd_priv *p, struct td_treq *t);
+static void batmap_start(struct vhd_priv *p);
+
+static void batmap_done(struct tio_req *r, int err)
+{
+	struct vhd_priv *p = r->arg;
+	struct tlist list;
+	struct td_treq *t;
+
+	p->inflight--;
+	p->batmap_w.writing = false;
+	list = tl_take(&p->batmap_w.cur);
+	if (err) {
+		/* Only a hint, so the writes are fine; close stores it. */
+		td_warn("%s: cannot write the batmap: %s", p->ctx.file,
+			strerror(-err));
+		p->batmap_resave = true;
+		p->batmap_hi = (int64_t)p->ctx.batmap_hdr.batmap_size - 1;
+	}
+	if (!tl_empty(&p->batmap_w.next)) {
+		p->batmap_w.cur = tl_take(&p->batmap_w.next);
+		batmap_start(p);
+	}
+	while ((t = tl_pop(&list)))
+		write_finish(p, t);
+}
+
+/*
+ * Header and map are contiguous: one write of the header sector and the
+ * map up to the last changed sector, checksum over the whole map.
+ */
+static void batmap_start(struct vhd_priv *p)
+{
+	struct vhd_batmap_header *b = &p->ctx.batmap_hdr;
+	size_t map_bytes = (size_t)b->batmap_size << VHD_SECTOR_SHIFT;
+	size_t len = (size_t)(p->batmap_hi + 1) << VHD_SECTOR_SHIFT;
+	struct td_treq *head = p->batmap_w.cur.head;
+	struct tio_req *r;
+
+	r = meta_req(p, TIO_WRITE, p->batmap_buf, SEC + len,
+		     b->batmap_offset - SEC, 0, head->deadline_ms,
+		     batmap_done, p);
+	if (!r) {
+		struct td_treq *v = tl_pop(&p->batmap_w.cur);
+
+		p->batmap_w.stalled = true;
+		v->drv_state = DS(DS_BATMAP, 0);
+		td_treq_wait_tio(v);
+		return;
+	}
+	b->checksum = vhd_checksum(p->ctx.batmap, map_bytes, SIZE_MAX);
+	vhd_batmap_header_encode(b, p->batmap_buf);
+	memcpy(p->batmap_buf + SEC, p->ctx.batmap, len);
+	p->batmap_hi = -1;
+	p->batmap_w.writing = true;
+	tio_submit(r);
+}
+
+static void batmap_join(struct vhd_priv *p, struct td_treq *t)
+{
+	if (p->batmap_w.writing) {
+		tl_push(&p->batmap_w.next, t);
+		return;
+	}
+	tl_push(&p->batmap_w.cur, t);
+	if (!p->batmap_w.stalled)
+		batmap_start(p);
+}
+
+/* @block's bitmap is full on disk: mark it, and make @t wait for that. */
+static void batmap_set(struct vhd_priv *p, struct td_treq *t, uint32_t block)
+{
+	int64_t sec = (int64_t)((block >> 3) / SEC);
+
+	vhd_bitmap_set(p->ctx.batmap, block);
+	if (sec > p->batmap_hi)
+		p->batmap_hi = sec;
+	batmap_join(p, t);
+}
+
+/* ---- write completion ---- */
+
+static void sync_done(struct tio_req *r, int err)
+{
+	struct td_treq *t = r->arg;
+	struct vhd_priv *p = t->img->priv;
+
+	p->inflight--;
+	if (!err && gen_before(p->synced_gen, t->cursor))
+		p->synced_gen = t->cursor;
+	t->drv_state = 0;
+	td_treq_put(t, err);
+}
+
+/*
+ * A write's data and bitmap are down.  A FUA write must also not depend
+ * on a BAT write that no fdatasync has covered yet.
+ */
+static void write_finish(struct vhd_priv *p, struct td_treq *t)
+{
+	struct tio_req *r;
+
+	if (!(t->flags & TD_TREQ_FUA) || !gen_before(p->synced_gen, p->bat_gen)) {
+		t->drv_state = 0;
+		td_treq_put(t, 0);
+		return;
+	}
+	r = meta_req(p, TIO_FDSYNC, NULL, 0, 0, 0, t->deadline_ms, sync_done, t);
+	if (!r) {
+		t->drv_state = DS(DS_SYNC, 0);
+		td_treq_wait_tio(t);
+		return;
+	}
+	t->cursor = p->bat_gen;
+	tio_submit(r);
+}
+
+/* ---- bitmap writes ---- */
+
+static void bmw_start(struct vhd_priv *p, struct bm_entry *e);
+
+static void bmw_done(struct tio_req *r, int err)
+{
+	struct bm_entry *e = r->arg;
+	struct vhd_priv *p = e->p;
+	uint32_t block = e->block;
+	struct tlist list;
+	struct td_treq *t;
+	bool full;
+
+	p->inflight--;
+	e->w.writing = false;
+	list = tl_take(&e->w.cur);
+	if (err) {
+		td_err("%s: cannot write the bitmap of block %u: %s",
+		       p->ctx.file, block, strerror(-err));
+		e->dirty = true;
+	}
+	/* With nobody in "next", what was written is the whole bitmap. */
+	full = !err && p->batmap_live && tl_empty(&e->w.next) &&
+	       !block_full(p, block) && vhd_bitmap_full(e->buf, p->spb);
+	if (!tl_empty(&e->w.next)) {
+		e->w.cur = tl_take(&e->w.next);
+		bmw_start(p, e);
+	}
+	while ((t = tl_pop(&list))) {
+		unpin(p, e);
+		if (err) {
+			t->drv_state = 0;
+			td_treq_put(t, err);
+		} else if (full) {
+			/*
+			 * The first sets the bit and waits for its write, so
+			 * that close never finds one in flight.
+			 */
+			if (!block_full(p, block))
+				batmap_set(p, t, block);
+			else
+				write_finish(p, t);
+		} else {
+			write_finish(p, t);
+		}
+	}
+}
+
+static void bmw_start(struct vhd_priv *p, struct bm_entry *e)
+{
+	struct td_treq *t;
+	struct tio_req *r;
+	unsigned flags = 0;
+
+	for (t = e->w.cur.head; t; t = t->next)
+		if (t->flags & TD_TREQ_FUA)
+			flags = TIO_FUA;
+	r = meta_req(p, TIO_WRITE, e->buf, p->bm_bytes,
+		     (uint64_t)p->ctx.bat[e->block] << VHD_SECTOR_SHIFT, flags,
+		     e->w.cur.head->deadline_ms, bmw_done, e);
+	if (!r) {
+		t = tl_pop(&e->w.cur);
+		e->w.stalled = true;
+		t->drv_state = DS(DS_BMW, e->idx);
+		td_treq_wait_tio(t);
+		return;
+	}
+	e->dirty = false;
+	e->w.writing = true;
+	tio_submit(r);
+}
+
+/* @t's bits are set in @e: wait for a write that includes them. */
+static void bmw_join(struct vhd_priv *p, struct bm_entry *e, struct td_treq *t)
+{
+	if (e->w.writing) {
+		tl_push(&e->w.next, t);
+		return;
+	}
+	tl_push(&e->w.cur, t);
+	if (!e->w.stalled)
+		bmw_start(p, e);
+}
+
+static void data_done(struct tio_req *r, int err)
+{
+	struct td_treq *t = r->arg;
+	struct vhd_priv *p = t->img->priv;
+	uint32_t idx = DS_IDX(t->drv_state);
+	struct bm_entry *e = idx == NO_IDX ? NULL : &p->entries[idx];
+	uint32_t first, i;
+
+	p->inflight--;
+	if (err) {
+		if (e)
+			unpin(p, e);
+		t->drv_state = 0;
+		td_treq_put(t, err);
+		return;
+	}
+	if (e) {
+		first = (uint32_t)(t->sec % p->spb);
+		for (i = first; i < first + t->secs; i++) {
+			if (!vhd_bitmap_test(e->buf, i)) {
+				vhd_bitmap_set(e->buf, i);
+				e->dirty = true;
+			}
+		}
+		/*
+		 * Bits already set may still be on their way to disk (or
+		 * their write failed): then this write waits as well.
+		 */
+		if (e->dirty || e->w.writing || e->w.stalled ||
+		    !tl_empty(&e->w.cur)) {
+			bmw_join(p, e, t);
+			return;
+		}
+		unpin(p, e);
+	}
+	write_finish(p, t);
+}
+
+/* Write @t's data into its allocated block; @e is pinned (or NULL). */
+static void data_write(struct vhd_priv *p, struct td_treq *t,
+		       struct bm_entry *e)
+{
+	uint32_t block = (uint32_t)(t->sec / p->spb);
+	uint32_t first = (uint32_t)(t->sec % p->spb);
+	struct tio_req *r = tio_get(TIO_PRIO_DATA);
+
+	if (!r) {
+		if (e)
+			unpin(p, e);
+		t->drv_state = 0;
+		td_treq_wait_tio(t);
+		return;
+	}
+	r->file = &p->file;
+	r->op = TIO_WRITE;
+	r->flags = t->flags & TD_TREQ_FUA ? TIO_FUA : 0;
+	r->buf = t->buf;
+	r->len = (size_t)t->secs << VHD_SECTOR_SHIFT;
+	r->off = block_data(p, block) + ((uint64_t)first << VHD_SECTOR_SHIFT);
+	r->deadline_ms = t->deadline_ms;
+	r->done = data_done;
+	r->arg = t;
+	p->inflight++;
+	t->drv_state = DS(DS_DATA, e ? e->idx : NO_IDX);
+	td_treq_get(t);
+	tio_submit(r);
+	td_treq_issued(t);
+}
+
+/* ---- allocation ---- */
+
+static void alloc_submit(struct vhd_priv *p, struct alloc_slot *s);
+
+static struct alloc_slot *slot_find(struct vhd_priv *p, uint32_t block)
+{
+	for (uint32_t i = 0; i < NR_SLOTS; i++)
+		if (p->slots[i].used && p->slots[i].block == block)
+			return &p->slots[i];
+	return NULL;
+}
+
+/* Start the bitmap of every allocation whose earlier footers are down. */
+static void alloc_footers_check(struct vhd_priv *p)
+{
+	for (uint32_t i = 0; i < NR_SLOTS; i++) {
+		struct alloc_slot *s = &p->slots[i];
+		bool blocked = false;
+
+		if (!s->used || s->step != A_FOOTER_WAIT)
+			continue;
+		for (uint32_t j = 0; j < NR_SLOTS && !blocked; j++) {
+			struct alloc_slot *o = &p->slots[j];
+
+			blocked = o->used && o->reserved && !o->footer_done &&
+				  o->off < s->off;
+		}
+		if (blocked)
+			continue;
+		s->step = A_BITMAP;
+		alloc_submit(p, s);
+	}
+}
+
+static void alloc_finish(struct vhd_priv *p, struct alloc_slot *s, int err)
+{
+	struct tlist list = tl_take(&s->waiters);
+	struct td_treq *t;
+
+	s->used = false;
+	s->reserved = false;
+	s->bat_role = BR_NONE;
+	if (err)
+		td_err("%s: cannot allocate block %u: %s", p->ctx.file,
+		       s->block, strerror(-err));
+	else
+		cache_install_zero(p, s->block);
+	while ((t = tl_pop(&list))) {
+		if (err)
+			fail_treq(t, err);
+		else
+			td_treq_resume(t);
+	}
+	/* Its footer no longer holds back later allocations. */
+	alloc_footers_check(p);
+	resume_all(&p->slot_waiters);
+}
+
+/* A BAT sector write finished: it carried @w's entry and its riders'. */
+static void alloc_bat_done(struct vhd_priv *p, struct alloc_slot *w, int err)
+{
+	uint32_t sector = w->block / BAT_PER_SEC, i, n = 0;
+	struct alloc_slot *group[NR_SLOTS], *next = NULL;
+
+	for (i = 0; i < NR_SLOTS; i++) {
+		struct alloc_slot *s = &p->slots[i];
+
+		if (s->used && s->step == A_BAT &&
+		    (s == w || (s->bat_role == BR_RIDER && s->writer == w->idx)))
+			group[n++] = s;
+	}
+	if (!err) {
+		p->bat_gen++;
+		for (i = 0; i < n; i++)
+			p->ctx.bat[group[i]->block] =
+				(uint32_t)(group[i]->off >> VHD_SECTOR_SHIFT);
+	}
+	for (i = 0; i < n; i++)
+		group[i]->bat_role = BR_NONE;
+	/* Those that waited for this sector go in one write, from memory. */
+	for (i = 0; i < NR_SLOTS; i++) {
+		struct alloc_slot *s = &p->slots[i];
+
+		if (!s->used || s->step != A_BAT || s->bat_role != BR_WAIT ||
+		    s->block / BAT_PER_SEC != sector)
+			continue;
+		if (!next) {
+			next = s;
+			s->bat_role = BR_WRITER;
+		} else {
+			s->bat_role = BR_RIDER;
+			s->writer = next->idx;
+		}
+	}
+	if (next)
+		alloc_submit(p, next);
+	for (i = 0; i < n; i++)
+		alloc_finish(p, group[i], err);
+}
+
+static void alloc_done(struct tio_req *r, int err)
+{
+	struct alloc_slot *s = r->arg;
+	struct vhd_priv *p = s->p;
+
+	p->inflight--;
+	s->inflight = false;
+	switch (s->step) {
+	case A_FOOTER:
+		s->footer_done = true;
+		if (err) {
+			alloc_finish(p, s, err);
+			return;
+		}
+		s->step = A_FOOTER_WAIT;
+		alloc_footers_check(p);
+		return;
+	case A_BITMAP:
+		if (err) {
+			alloc_finish(p, s, err);
+			return;
+		}
+		s->step = A_SYNC;
+		alloc_submit(p, s);
+		return;
+	case A_SYNC:
+		if (err) {
+			alloc_finish(p, s, err);
+			return;
+		}
+		if (gen_before(p->synced_gen, s->gen))
+			p->synced_gen = s->gen;
+		s->step = A_BAT;
+		/* Another allocation may be writing the same BAT sector. */
+		for (uint32_t i = 0; i < NR_SLOTS; i++) {
+			struct alloc_slot *o = &p->slots[i];
+
+			if (o == s || !o->used || o->step != A_BAT ||
+			    o->bat_role != BR_WRITER ||
+			    o->block / BAT_PER_SEC != s->block / BAT_PER_SEC)
+				continue;
+			if (o->inflight) {
+				s->bat_role = BR_WAIT;
+			} else {
+				/* Not submitted yet: its write takes ours. */
+				s->bat_role = BR_RIDER;
+				s->writer = o->idx;
+			}
+			return;
+		}
+		s->bat_role = BR_WRITER;
+		alloc_submit(p, s);
+		return;
+	case A_BAT:
+		alloc_bat_done(p, s, err);
+		return;
+	}
+}
+
+static void alloc_stall(struct vhd_priv *p, struct alloc_slot *s)
+{
+	struct td_treq *v = tl_pop(&s->waiters);
+
+	(void)p;
+	s->stalled = true;
+	v->drv_state = DS(DS_ALLOC, s->idx);
+	td_treq_wait_tio(v);
+}
+
+static void alloc_submit(struct vhd_priv *p, struct alloc_slot *s)
+{
+	uint64_t deadline = s->waiters.head->deadline_ms;
+	struct tio_req *r = NULL;
+	uint32_t first, i;
+
+	switch (s->step) {
+	case A_FOOTER:
+		if (!s->reserved) {
+			uint64_t off = vhd_align_block(p->next_block,
+						       p->ctx.bm_secs);
+
+			if ((off >> VHD_SECTOR_SHIFT) >= VHD_BAT_UNUSED) {
+				alloc_finish(p, s, -EFBIG);
+				return;
+			}
+			s->reserved = true;
+			s->off = off;
+			s->end = off + p->bm_bytes +
+				 ((uint64_t)p->spb << VHD_SECTOR_SHIFT);
+			p->next_block = s->end;
+			if (s->end <= p->footer_off) {
+				/* A footer already lies beyond the block. */
+				s->footer_done = true;
+				s->step = A_FOOTER_WAIT;
+				alloc_footers_check(p);
+				return;
+			}
+			p->footer_off = s->end;
+		}
+		r = meta_req(p, TIO_WRITE, p->footer_buf, SEC, s->end, 0,
+			     deadline, alloc_done, s);
+		break;
+	case A_BITMAP:
+		r = meta_req(p, TIO_WRITE, p->zero_bm, p->bm_bytes, s->off, 0,
+			     deadline, alloc_done, s);
+		break;
+	case A_SYNC:
+		r = meta_req(p, TIO_FDSYNC, NULL, 0, 0, 0, deadline,
+			     alloc_done, s);
+		s->gen = p->bat_gen;
+		break;
+	case A_BAT:
+		r = meta_req(p, TIO_WRITE, s->buf, SEC,
+			     p->ctx.header.table_offset +
+			     (uint64_t)(s->block / BAT_PER_SEC) * BAT_PER_SEC * 4,
+			     0, deadline, alloc_done, s);
+		if (!r)
+			break;
+		/* Built now, from memory plus every allocation riding along. */
+		first = s->block / BAT_PER_SEC * BAT_PER_SEC;
+		for (i = 0; i < BAT_PER_SEC; i++) {
+			uint32_t v = first + i < p->ctx.header.max_bat_size ?
+				     p->ctx.bat[first + i] : VHD_BAT_UNUSED;
+
+			for (uint32_t j = 0; j < NR_SLOTS; j++) {
+				struct alloc_slot *o = &p->slots[j];
+
+				if (o->used && o->step == A_BAT &&
+				    o->block == first + i &&
+				    (o == s || (o->bat_role == BR_RIDER &&
+						o->writer == s->idx)))
+					v = (uint32_t)(o->off >> VHD_SECTOR_SHIFT);
+			}
+			s->buf[4 * i] = (uint8_t)(v >> 24);
+			s->buf[4 * i + 1] = (uint8_t)(v >> 16);
+			s->buf[4 * i + 2] = (uint8_t)(v >> 8);
+			s->buf[4 * i + 3] = (uint8_t)v;
+		}
+		break;
+	}
+	if (!r) {
+		alloc_stall(p, s);
+		return;
+	}
+	s->inflight = true;
+	tio_submit(r);
+}
+
+static void alloc_start(struct vhd_priv *p, struct td_treq *t, uint32_t block)
+{
+	struct alloc_slot *s = NULL;
+
+	for (uint32_t i = 0; i < NR_SLOTS && !s; i++)
+		if (!p->slots[i].used)
+			s = &p->slots[i];
+	if (!s) {
+		tl_push(&p->slot_waiters, t);
+		return;
+	}
+	s->used = true;
+	s->reserved = false;
+	s->inflight = false;
+	s->stalled = false;
+	s->footer_done = false;
+	s->step = A_FOOTER;
+	s->bat_role = BR_NONE;
+	s->block = block;
+	s->waiters.head = s->waiters.tail = NULL;
+	tl_push(&s->waiters, t);
+	alloc_submit(p, s);
+}
+
+/* ---- writes and flushes ---- */
+
+/* The core resumed a vehicle: retry the write it stands for. */
+static void resume_vehicle(struct vhd_priv *p, struct td_treq *t)
+{
+	uint32_t idx = DS_IDX(t->drv_state);
+	struct alloc_slot *s;
+	struct bm_entry *e;
+
+	switch (DS_STATE(t->drv_state)) {
+	case DS_ALLOC:
+		s = &p->slots[idx];
+		t->drv_state = 0;
+		s->stalled = false;
+		tl_push(&s->waiters, t);
+		alloc_submit(p, s);
+		break;
+	case DS_BMW:
+		e = &p->entries[idx];
+		t->drv_state = DS(DS_DATA, idx);
+		e->w.stalled = false;
+		tl_push(&e->w.cur, t);
+		bmw_start(p, e);
+		break;
+	case DS_BATMAP:
+		t->drv_state = DS(DS_DATA, NO_IDX);
+		p->batmap_w.stalled = false;
+		tl_push(&p->batmap_w.cur, t);
+		batmap_start(p);
+		break;
+	case DS_SYNC:
+		write_finish(p, t);
+		break;
+	}
+}
+
+static void vhd_queue_write(struct td_image *img, struct td_treq *t)
+{
+	struct vhd_priv *p = img->priv;
+	uint32_t block, first;
+	struct bm_entry *e;
+
+	if (t->drv_state) {
+		resume_vehicle(p, t);
+		return;
+	}
+	if (!p->rdwr || t->sec >= p->sectors || p->sectors - t->sec < t->secs) {
+		fail_treq(t, p->rdwr ? -EINVAL : -EROFS);
+		return;
+	}
+	if (!p->dynamic) {
+		if (td_treq_submit(t, &p->file, TIO_WRITE, t->buf,
+				   (size_t)t->secs << VHD_SECTOR_SHIFT,
+				   t->sec << VHD_SECTOR_SHIFT,
+				   t->flags & TD_TREQ_FUA ? TIO_FUA : 0)) {
+			td_treq_wait_tio(t);
+			return;
+		}
+		td_treq_issued(t);
+		return;
+	}
+	block = (uint32_t)(t->sec / p->spb);
+	first = (uint32_t)(t->sec % p->spb);
+	if (first + t->secs > p->spb) {
+		/* The core splits at chunk_sectors; this is a bug there. */
+		td_err("%s: write of sectors %llu+%u crosses a block",
+		       p->ctx.file, (unsigned long long)t->sec, t->secs);
+		fail_treq(t, -EINVAL);
+		return;
+	}
+	{
+		struct alloc_slot *s = slot_find(p, block);
+
+		if (s) {
+			tl_push(&s->waiters, t);
+			return;
+		}
+	}
+	if (p->ctx.bat[block] == VHD_BAT_UNUSED) {
+		alloc_start(p, t, block);
+		return;
+	}
+	if (block_full(p, block)) {
+		data_write(p, t, NULL);
+		return;
+	}
+	e = bm_get(p, t, block);
+	if (!e)
+		return;
+	pin(p, e);
+	data_write(p, t, e);
+}
+
+static void flush_done(struct tio_req *r, int err)
+{
+	struct td_treq *t = r->arg;
+	struct vhd_priv *p = t->img->priv;
+
+	p->inflight--;
+	if (!err && gen_before(p->synced_gen, t->cursor))
+		p->synced_gen = t->cursor;
+	td_treq_put(t, err);
+}
+
+static void vhd_queue_flush(struct td_image *img, struct td_treq *t)
+{
+	struct vhd_priv *p = img->priv;
+	struct tio_req *r = tio_get(TIO_PRIO_DATA);
+
+	if (!r) {
+		td_treq_wait_tio(t);
+		return;
+	}
+	r->file = &p->file;
+	r->op = TIO_FDSYNC;
+	r->flags = 0;
+	r->buf = NULL;
+	r->len = 0;
+	r->off = 0;
+	r->deadline_ms = t->deadline_ms;
+	r->done = flush_done;
+	r->arg = t;
+	p->inflight++;
+	t->cursor = p->bat_gen;
+	td_treq_get(t);
+	tio_submit(r);
+	td_treq_issued(t);
+}
+
+/* ---- open and close ---- */
+
+static void free_bufs(struct vhd_priv *p)
+{
+	free(p->entries);
+	free(p->bm_mem);
+	free(p->hash);
+	free(p->lprev);
+	free(p->lnext);
+	free(p->slot_mem);
+	free(p->zero_bm);
+	free(p->footer_buf);
+	free(p->batmap_buf);
+	p->entries = NULL;
+	p->bm_mem = p->slot_mem = p->zero_bm = p->footer_buf = NULL;
+	p->batmap_buf = NULL;
+	p->hash = NULL;
+	p->lprev = p->lnext = NULL;
+}
+
+static int setup_cache(struct vhd_priv *p)
+{
+	uint32_t n = CACHE_BYTES / p->bm_bytes, h = 1, i;
+
+	if (n > CACHE_ENTRIES)
+		n = CACHE_ENTRIES;
+	if (n < CACHE_MIN)
+		n = CACHE_MIN;
+	while (h < 2 * n)
+		h <<= 1;
+	p->nr_entries = n;
+	p->entries = calloc(n, sizeof(*p->entries));
+	p->bm_mem = alloc_aligned((size_t)n * p->bm_bytes);
+	p->hash = malloc(h * sizeof(*p->hash));
+	p->lprev = malloc((n + 2) * sizeof(*p->lprev));
+	p->lnext = malloc((n + 2) * sizeof(*p->lnext));
+	if (!p->entries || !p->bm_mem || !p->hash || !p->lprev || !p->lnext)
+		return -ENOMEM;
+	p->hash_mask = h - 1;
+	for (i = 0; i < h; i++)
+		p->hash[i] = -1;
+	for (i = 0; i < n + 2; i++)
+		p->lprev[i] = p->lnext[i] = i;
+	for (i = 0; i < n; i++) {
+		struct bm_entry *e = &p->entries[i];
+
+		e->p = p;
+		e->idx = i;
+		e->hnext = -1;
+		e->buf = p->bm_mem + (size_t)i * p->bm_bytes;
+		list_add(p, free_head(p), i);
+	}
+	return 0;
+}
+
+static int setup_writes(struct vhd_priv *p)
+{
+	vhd_context_t *ctx = &p->ctx;
+	struct vhd_batmap_header *b = &ctx->batmap_hdr;
+
+	p->slot_mem = alloc_aligned((size_t)NR_SLOTS * SEC);
+	p->zero_bm = alloc_aligned(p->bm_bytes);
+	p->footer_buf = alloc_aligned(SEC);
+	if (!p->slot_mem || !p->zero_bm || !p->footer_buf)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < NR_SLOTS; i++) {
+		p->slots[i].p = p;
+		p->slots[i].idx = i;
+		p->slots[i].buf = p->slot_mem + (size_t)i * SEC;
+	}
+	vhd_footer_encode(&ctx->footer, p->footer_buf);
+	p->footer_off = ctx->footer_offset;
+	p->next_block = ctx->next_block;
+	/*
+	 * We keep the batmap up to date only where header and map are
+	 * contiguous (always so in our images): one write then carries
+	 * both.  A bit left clear is never wrong, only slower.
+	 */
+	if (ctx->has_batmap &&
+	    b->batmap_offset == vhd_batmap_header_offset(ctx) + SEC) {
+		p->batmap_buf = alloc_aligned(SEC + ((size_t)b->batmap_size <<
+						     VHD_SECTOR_SHIFT));
+		if (!p->batmap_buf)
+			return -ENOMEM;
+		p->batmap_live = true;
+		p->batmap_hi = -1;
+	}
+	return 0;
+}
+
+static int vhd_open_image(struct td_image *img, const char *path,
+			  unsigned flags)
+{
+	struct vhd_priv *p = img->priv;
+	bool ro = flags & TD_IMAGE_RDONLY;
+	int err;
+
+	err = vhd_open(&p->ctx, path, ro ? VHD_OPEN_RDONLY : VHD_OPEN_RDWR);
+	if (err)
+		return td_fail(err, "%s", vhd_errmsg());
+	p->rdwr = !ro;
+	p->dynamic = vhd_is_dynamic(&p->ctx);
+	p->sectors = vhd_sectors(&p->ctx);
+	if (p->dynamic) {
+		p->spb = p->ctx.spb;
+		p->bm_bytes = p->ctx.bm_secs << VHD_SECTOR_SHIFT;
+		if (setup_cache(p) || (p->rdwr && setup_writes(p))) {
+			err = td_fail(ENOMEM, "%s: out of memory for the "
+				      "bitmap cache", path);
+			goto fail;
+		}
+	}
+	err = tio_file_open(&p->file, p->ctx.file, ro,
+			    !(flags & TD_IMAGE_NO_DIRECT));
+	if (err)
+		goto fail;
+	p->file_open = true;
+	img->sectors = p->sectors;
+	img->chunk_sectors = p->dynamic ? p->spb : 0;
+	img->can_discard = false;
+	return 0;
+fail:
+	free_bufs(p);
+	vhd_close(&p->ctx);
+	return err;
+}
+
+static void vhd_close_image(struct td_image *img)
+{
+	struct vhd_priv *p = img->priv;
+
+	if (p->inflight)
+		td_err("%s: closed with %u metadata requests in flight",
+		       p->ctx.file, p->inflight);
+	if (p->batmap_resave && vhd_write_batmap(&p->ctx))
+		td_err("%s", vhd_errmsg());
+	if (p->file_open)
+		tio_file_close(&p->file);
+	/* For a writable image this also makes everything stable. */
+	vhd_close(&p->ctx);
+	free_bufs(p);
+	memset(p, 0, sizeof(*p));
+}
+
+/* ---- parents ---- */
+
+static int vhd_get_parent(struct td_image *img, struct td_parent *par)
+{
+	struct vhd_priv *p = img->priv;
+	char *path = NULL;
+	int err;
+
+	if (p->ctx.footer.type != VHD_TYPE_DIFF)
+		return -ENOENT;
+	err = vhd_parent_path(&p->ctx, false, &path);
+	/* -ENOENT would tell the core there is no parent: never return it. */
+	if (err)
+		return td_fail(err == -ENOENT ? ENXIO : err, "%s",
+			       vhd_errmsg());
+	/* A differencing image over a raw file records no parent uuid. */
+	snprintf(par->type, sizeof(par->type), "%s",
+		 uuid_is_null(p->ctx.header.prt_uuid) ? "aio" : "vhd");
+	par->path = path;
+	return 0;
+}
+
+static int vhd_validate_parent(struct td_image *img, struct td_image *parent)
+{
+	struct vhd_priv *p = img->priv;
+	char want[40], have[40];
+
+	if (uuid_is_null(p->ctx.header.prt_uuid))
+		return 0;	/* a raw parent carries no uuid to compare */
+	uuid_unparse(p->ctx.header.prt_uuid, want);
+	if (parent->drv != &td_drv_vhd)
+		return td_fail(EINVAL, "%s: parent %s is not a VHD, but the "
+			       "child expects VHD uuid %s", img->path,
+			       parent->path, want);
+	uuid_unparse(((struct vhd_priv *)parent->priv)->ctx.footer.uuid, have);
+	if (strcmp(want, have))
+		return td_fail(EINVAL, "%s: parent %s has uuid %s, but the "
+			       "child expects %s", img->path, parent->path,
+			       have, want);
+	return 0;
+}
+
+const struct td_driver td_drv_vhd = {
+	.name		= "vhd",
+	.priv_size	= sizeof(struct vhd_priv),
+	.open		= vhd_open_image,
+	.close		= vhd_close_image,
+	.queue_read	= vhd_queue_read,
+	.queue_write	= vhd_queue_write,
+	.queue_flush	= vhd_queue_flush,
+	.get_parent	= vhd_get_parent,
+	.validate_parent = vhd_validate_parent,
+};

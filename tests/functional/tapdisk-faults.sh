@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The retry policy, through test-only fault injection (tapdisk runs with
+# TAPDISK_TEST_FAULTS=1; td-rig fault sends TD_CTL_FAULT).
+#  - A transient fault (EAGAIN, EBUSY) shorter than the request timeout is
+#    invisible to the client: no request fails, the data is right, and the
+#    retries show in 'tap-ctl stats'.
+#  - A persistent transient fault fails the requests once the timeout
+#    (-t 3) has passed; none hangs, and clearing the fault brings I/O back.
+#  - Permanent errors (ENOSPC, EIO) fail at once, without retries.
+# shellcheck source=tests/functional/lib.sh
+own_tmp=1
+[ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
+. "$(dirname "$0")/lib.sh"
+
+for bin in "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"; do
+	[ -x "$bin" ] || die "not built: $bin"
+done
+cd "$TMPDIR"
+TD_PID=
+RIG_PID=
+# Only our own processes; on failure, show what tapdisk logged.
+cleanup() {
+	local rc=$? f
+	if [ -n "$RIG_PID" ]; then kill -9 "$RIG_PID" 2>/dev/null || true; fi
+	if [ -n "$TD_PID" ]; then kill -9 "$TD_PID" 2>/dev/null || true; fi
+	if [ $rc -ne 0 ]; then
+		for f in "$TMPDIR"/tapdisk.*.log; do
+			[ -f "$f" ] || continue
+			echo "--- $f (last 30 lines)"
+			tail -n 30 "$f"
+		done
+	fi
+	if [ "$own_tmp" = 1 ]; then rm -rf "$TMPDIR"; fi
+}
+trap cleanup EXIT
+
+# tstat NAME: one number from 'tap-ctl stats' of $TD_PID/$MINOR; NAME is
+# a top-level key (merges, retries...) or SECTION.KEY (requests.write).
+tstat() {
+	local out v
+	out=$("$TAP_CTL" stats -p "$TD_PID" -m "$MINOR") ||
+		die "tap-ctl stats failed"
+	v=$(awk -v want="$1" '
+		/^  "[a-z_]+": [{]/ {
+			sect = $1; gsub(/[":]/, "", sect); next
+		}
+		/^  [}]/ { sect = "" }
+		/^ +"[a-z_]+": -?[0-9]+,?$/ {
+			k = $1; gsub(/[":]/, "", k)
+			key = ($0 ~ /^  "/) ? k : sect "." k
+			v = $2; sub(/,$/, "", v)
+			if (key == want) { print v; exit }
+		}' <<<"$out")
+	[ -n "$v" ] || die "no $1 in tap-ctl stats: $out"
+	echo "$v"
+}
+
+MB=32
+MINOR=9
+IMG=$TMPDIR/disk.raw
+truncate -s $((MB * 1048576)) "$IMG"
+
+td_start TAPDISK_TEST_FAULTS=1
+log "tapdisk $TD_PID"
+
+# A ring carries one td-rig run.  session TIMEOUT ARGS...: tap-ctl opens
+# the image (so that stats can be read after td-rig is done) and td-rig
+# runs ARGS; end: close, and detach the ring.  Stats are cumulative.
+session() {
+	local t=$1
+	shift
+	run "$TAP_CTL" open -p "$TD_PID" -m $MINOR -a "aio:$IMG" -t "$t"
+	run "$TD_RIG" run -p "$TD_PID" -m $MINOR --timeout 30 --model m.model "$@"
+}
+end() {
+	run "$TAP_CTL" close -p "$TD_PID" -m $MINOR
+	run "$TAP_CTL" detach -p "$TD_PID" -m $MINOR
+}
+fault() {
+	run "$TD_RIG" fault -p "$TD_PID" -m $MINOR "$@"
+}
+
+session 30 -d 16 --bs 4k-64k --rw randwrite --ops 300 --seed 51
+assert_eq 0 "$(tstat retries)" "retries without faults"
+end
+
+log "a transient fault on writes, then on reads: invisible"
+fault -c 3 -e EAGAIN -o write
+session 30 -d 16 --bs 4k-64k --rw randrw --ops 300 --seed 52
+end
+fault -c 3 -e EBUSY -o read
+session 30 -d 16 --bs 4k-64k --rw randread --ops 300 --seed 53
+retries=$(tstat retries)
+transient=$(tstat errors_transient)
+log "retries=$retries errors_transient=$transient"
+[ "$retries" -ge 6 ] || die "expected at least 6 retries, stats say $retries"
+[ "$transient" -ge 6 ] || die "expected 6 transient errors, stats say $transient"
+assert_eq 0 "$(tstat errors)" "requests failed"
+end
+
+log "a persistent transient fault: errors after the 3 s timeout, no hang"
+fault -c 1000000 -e EAGAIN -o write
+start=$SECONDS
+session 3 -d 8 --bs 4k --rw randwrite --ops 8 --seed 54 --expect-errors
+log "8 writes failed after $((SECONDS - start)) s"
+assert_eq 8 "$(tstat errors)" "failed requests"
+[ "$(tstat timeouts)" -ge 1 ] || die "no timeout counted"
+end
+# Reads are not affected by a write fault.
+session 3 -d 8 --bs 4k-64k --rw randread --ops 100 --seed 55
+end
+log "cleared: writes work again"
+fault -c 0
+session 3 -d 16 --bs 4k-64k --rw randrw --ops 300 --seed 56
+assert_eq 8 "$(tstat errors)" "failed requests"
+retries=$(tstat retries)
+end
+
+log "permanent errors fail at once"
+fault -c 4 -e ENOSPC -o write
+session 30 -d 1 --bs 4k --rw randwrite --ops 20 --seed 57 --expect-errors
+assert_eq 12 "$(tstat errors)" "failed requests"
+end
+fault -c 2 -e EIO -o read
+session 30 -d 1 --bs 4k --rw randread --ops 20 --seed 58 --expect-errors
+assert_eq 14 "$(tstat errors)" "failed requests"
+end
+fault -c 1 -e EIO -o flush
+session 30 -d 4 --bs 4k --rw randwrite --ops 40 --flush-every 5 --seed 59 \
+	--expect-errors
+assert_eq 15 "$(tstat errors)" "failed requests"
+assert_eq "$retries" "$(tstat retries)" "retries of permanent errors"
+[ "$(tstat errors_permanent)" -ge 7 ] || die "permanent errors not counted"
+end
+log "and the disk still holds the model"
+session 30 -d 16 --bs 64k --rw read --ops $((MB * 16)) --seed 60
+end
+
+expect_fail "$TD_RIG" fault -p "$TD_PID" -m $MINOR -c 1 -e 0
+td_stop "$TD_PID"
+TD_PID=
+
+log "without TAPDISK_TEST_FAULTS, fault injection is refused"
+td_start
+run "$TAP_CTL" open -p "$TD_PID" -m $MINOR -a "aio:$IMG"
+expect_fail "$TD_RIG" fault -p "$TD_PID" -m $MINOR -c 1 -e EIO
+run "$TAP_CTL" close -p "$TD_PID" -m $MINOR
+td_stop "$TD_PID"
+TD_PID=
+echo ok
