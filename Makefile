@@ -297,13 +297,14 @@ check-valgrind:
 # bench-smoke runs the same script on a tiny data set, to show it works.
 .PHONY: bench bench-smoke
 bench:
-	@$(SUBMAKE) VARIANT=default tapdisk tap-ctl rig vhd-util
+	@$(SUBMAKE) VARIANT=default tapdisk rig vhd-util test-tools
 	@bench/run $(BUILD)/default
 
 bench-smoke:
-	@$(SUBMAKE) VARIANT=default tapdisk tap-ctl rig vhd-util
+	@$(SUBMAKE) VARIANT=default tapdisk rig vhd-util test-tools
 	@BENCH_SIZE_MB=64 BENCH_SECONDS=1 BENCH_REPS=1 \
-		BENCH_OUT=$(BUILD)/bench-smoke bench/run $(BUILD)/default
+		BENCH_DATA=$(BUILD)/bench-smoke BENCH_OUT=$(BUILD)/bench-smoke \
+		bench/run $(BUILD)/default
 
 # ---- demo, install, clean ---------------------------------------------------
 .PHONY: demo install clean

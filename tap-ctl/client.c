@@ -311,7 +311,11 @@ static void tapdisk_binary(char *out, size_t size)
 	snprintf(out, size, "tapdisk");
 }
 
-/* Read everything @fd gives until EOF, the deadline or a full buffer. */
+/*
+ * Read @fd until its first line is complete (or EOF, the deadline, a full
+ * buffer).  Not until EOF: a copy of the pipe may live on in the daemon
+ * (valgrind keeps one for its own log, for instance).
+ */
 static int read_output(int fd, char *buf, size_t size, uint64_t deadline)
 {
 	size_t len = 0;
@@ -328,7 +332,11 @@ static int read_output(int fd, char *buf, size_t size, uint64_t deadline)
 		if (n < 0)
 			return fail(errno, "reading tapdisk's output: %s",
 				    strerror(errno));
-		if (n == 0 || (len += (size_t)n) == size - 1)
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (memchr(buf + len - (size_t)n, '\n', (size_t)n) ||
+		    len == size - 1)
 			break;
 	}
 	buf[len] = '\0';

@@ -179,8 +179,9 @@ int tc_image_arg(const char *arg, char *out, size_t size)
 		return tc_error(TC_EXIT_USAGE, "missing path after '%.*s'",
 				(int)(colon - arg + 1), arg);
 	if (!tc_abspath(colon + 1, path, sizeof(path)))
-		return tc_error(TC_EXIT_USAGE, "path '%s' is too long",
-				colon + 1);
+		return tc_error(TC_EXIT_USAGE,
+				"image path too long (%zu bytes; at most %zu in all)",
+				strlen(colon + 1), size - 1);
 	n = snprintf(out, size, "%.*s%s", (int)(colon - arg + 1), arg, path);
 	if (n < 0 || (size_t)n >= size)
 		return tc_error(TC_EXIT_USAGE,

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,8 +340,19 @@ static void close_fds(int *fds, int n)
 			close(fds[i]);
 }
 
+/*
+ * recvmsg() returns 0 both at the end of the stream and for an empty
+ * datagram; only the second deserves a reply.
+ */
+static bool peer_gone(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) != 0;
+}
+
 /* Read and answer one message; false when nothing more is to be read now. */
-static bool conn_read_one(struct conn *c, uint32_t events)
+static bool conn_read_one(struct conn *c)
 {
 	union {
 		char buf[CMSG_SPACE(CTL_MAX_RX_FDS * sizeof(int))];
@@ -368,7 +380,7 @@ static bool conn_read_one(struct conn *c, uint32_t events)
 		return false;
 	}
 	nfds = take_fds(&msg, fds, CTL_MAX_RX_FDS);
-	if (n == 0 && !nfds && (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))) {
+	if (n == 0 && !nfds && peer_gone(c->fd)) {
 		conn_close(c);
 		return false;
 	}
@@ -414,7 +426,7 @@ static void conn_event(void *arg, uint32_t events)
 		return;
 	}
 	/* Drain what is queued, so the loop's trigger mode does not matter. */
-	while (conn_read_one(c, events))
+	while (conn_read_one(c))
 		;
 }
 
@@ -485,11 +497,11 @@ static int prepare_dir(const char *dir)
 		return td_fail(errno, "cannot create control directory %s: %s",
 			       dir, strerror(errno));
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return td_fail(ENOTDIR, "%s exists and is not a directory",
+			       dir);
 	if (fd < 0)
-		return td_fail(errno == ELOOP ? ENOTDIR : errno,
-			       "control directory %s: %s", dir,
-			       errno == ELOOP || errno == ENOTDIR ?
-			       "exists and is not a directory" :
+		return td_fail(errno, "control directory %s: %s", dir,
 			       strerror(errno));
 	if (fstat(fd, &st) < 0) {
 		err = td_fail(errno, "control directory %s: %s", dir,

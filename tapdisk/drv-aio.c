@@ -231,7 +231,8 @@ static int aio_validate_parent(struct td_image *img, struct td_image *parent)
 static int aio_discard(struct td_image *img, uint64_t sec, uint32_t secs)
 {
 	struct aio_priv *p = img->priv;
-	uint64_t off = sec << SECTOR_SHIFT, len = (uint64_t)secs << SECTOR_SHIFT;
+	uint64_t off = sec << SECTOR_SHIFT;
+	uint64_t len = (uint64_t)secs << SECTOR_SHIFT;
 
 	if (p->file.readonly)
 		return -EROFS;

@@ -19,10 +19,14 @@
  *    write has completed, so nothing uses the block before it is visible.
  *  - data, then the bitmap bits that declare it; a write completes only
  *    when the bitmap write carrying its bits has completed.
- *  - the batmap bit once the bitmap is full on disk.
- * Each metadata write has at most one request in flight; treqs that
- * arrive while it is in flight wait for the next one, which carries their
- * bits too.
+ *  - the batmap bit once the bitmap is full on disk.  It is only a hint,
+ *    but the write that set it waits for it, so that close never finds a
+ *    batmap write in flight.
+ * Each bitmap, the batmap and each BAT sector have at most one write in
+ * flight; treqs (or allocations) that arrive meanwhile go together in the
+ * next one.  A FUA write makes its own metadata FUA, and ends with an
+ * fdatasync if metadata written for other writes (its block's BAT entry,
+ * bits it relies on) may not be stable yet.
  *
  * Waiting for tio entries: a treq that cannot get one parks with the core
  * (td_treq_wait_tio).  For a metadata write shared by several treqs, one
@@ -108,7 +112,7 @@ struct alloc_slot {
 	uint8_t		bat_role;
 	uint32_t	writer;		/* BR_RIDER: the writing slot */
 	uint32_t	block;
-	uint32_t	gen;		/* bat_gen when its fdatasync began */
+	uint32_t	gen;		/* meta_gen when its fdatasync began */
 	uint64_t	off, end;
 	struct tlist	waiters;
 	uint8_t		*buf;		/* one BAT sector */
@@ -142,8 +146,13 @@ struct vhd_priv {
 	uint8_t		*footer_buf;
 	uint64_t	footer_off;	/* furthest footer written or reserved */
 	uint64_t	next_block;
-	uint32_t	bat_gen;	/* BAT writes completed */
-	uint32_t	synced_gen;	/* ... of which an fdatasync covers */
+	/*
+	 * Metadata writes completed without FUA, and how many of them an
+	 * fdatasync is known to cover: a FUA write must not depend on one
+	 * that is not yet stable.
+	 */
+	uint32_t	meta_gen;
+	uint32_t	synced_gen;
 
 	/* Batmap updates (only when header and map are contiguous). */
 	bool		batmap_live;
@@ -463,6 +472,15 @@ static void cache_install_zero(struct vhd_priv *p, uint32_t block)
 
 /* ---- reads ---- */
 
+/* Has an image above already given @t all of [i, i + n)? */
+static bool all_filled(const struct td_treq *t, uint32_t i, uint32_t n)
+{
+	for (uint32_t k = i; k < i + n; k++)
+		if (!td_treq_filled(t, k))
+			return false;
+	return true;
+}
+
 /* Read into @t the sectors [i, i + n) it has not been given yet. */
 static int read_runs(struct vhd_priv *p, struct td_treq *t, uint32_t i,
 		     uint32_t n, const uint8_t *bm, uint32_t first,
@@ -481,10 +499,9 @@ static int read_runs(struct vhd_priv *p, struct td_treq *t, uint32_t i,
 			    td_treq_filled(t, i + k))
 				break;
 		if (td_treq_submit(t, &p->file, TIO_READ,
-				   t->buf + ((size_t)(i + j) << VHD_SECTOR_SHIFT),
-				   (size_t)(k - j) << VHD_SECTOR_SHIFT,
-				   data + ((uint64_t)(first + j) << VHD_SECTOR_SHIFT),
-				   0)) {
+				   t->buf + ((size_t)(i + j) << 9),
+				   (size_t)(k - j) << 9,
+				   data + ((uint64_t)(first + j) << 9), 0)) {
 			t->cursor = i + j;
 			td_treq_wait_tio(t);
 			return -EAGAIN;
@@ -521,7 +538,8 @@ static void vhd_queue_read(struct td_image *img, struct td_treq *t)
 
 		if (n > end - i)
 			n = end - i;
-		if (p->ctx.bat[block] == VHD_BAT_UNUSED) {
+		if (p->ctx.bat[block] == VHD_BAT_UNUSED ||
+		    all_filled(t, i, n)) {
 			i += n;
 			continue;
 		}
@@ -639,13 +657,15 @@ static void sync_done(struct tio_req *r, int err)
 
 /*
  * A write's data and bitmap are down.  A FUA write must also not depend
- * on a BAT write that no fdatasync has covered yet.
+ * on metadata (its block's BAT entry or bitmap, written for another
+ * write) that no fdatasync has covered yet.
  */
 static void write_finish(struct vhd_priv *p, struct td_treq *t)
 {
 	struct tio_req *r;
 
-	if (!(t->flags & TD_TREQ_FUA) || !gen_before(p->synced_gen, p->bat_gen)) {
+	if (!(t->flags & TD_TREQ_FUA) ||
+	    !gen_before(p->synced_gen, p->meta_gen)) {
 		t->drv_state = 0;
 		td_treq_put(t, 0);
 		return;
@@ -656,7 +676,7 @@ static void write_finish(struct vhd_priv *p, struct td_treq *t)
 		td_treq_wait_tio(t);
 		return;
 	}
-	t->cursor = p->bat_gen;
+	t->cursor = p->meta_gen;
 	tio_submit(r);
 }
 
@@ -676,6 +696,8 @@ static void bmw_done(struct tio_req *r, int err)
 	p->inflight--;
 	e->w.writing = false;
 	list = tl_take(&e->w.cur);
+	if (!err && !(r->flags & TIO_FUA))
+		p->meta_gen++;
 	if (err) {
 		td_err("%s: cannot write the bitmap of block %u: %s",
 		       p->ctx.file, block, strerror(-err));
@@ -885,7 +907,7 @@ static void alloc_bat_done(struct vhd_priv *p, struct alloc_slot *w, int err)
 			group[n++] = s;
 	}
 	if (!err) {
-		p->bat_gen++;
+		p->meta_gen++;
 		for (i = 0; i < n; i++)
 			p->ctx.bat[group[i]->block] =
 				(uint32_t)(group[i]->off >> VHD_SECTOR_SHIFT);
@@ -1022,7 +1044,7 @@ static void alloc_submit(struct vhd_priv *p, struct alloc_slot *s)
 	case A_SYNC:
 		r = meta_req(p, TIO_FDSYNC, NULL, 0, 0, 0, deadline,
 			     alloc_done, s);
-		s->gen = p->bat_gen;
+		s->gen = p->meta_gen;
 		break;
 	case A_BAT:
 		r = meta_req(p, TIO_WRITE, s->buf, SEC,
@@ -1044,7 +1066,7 @@ static void alloc_submit(struct vhd_priv *p, struct alloc_slot *s)
 				    o->block == first + i &&
 				    (o == s || (o->bat_role == BR_RIDER &&
 						o->writer == s->idx)))
-					v = (uint32_t)(o->off >> VHD_SECTOR_SHIFT);
+					v = (uint32_t)(o->off >> 9);
 			}
 			s->buf[4 * i] = (uint8_t)(v >> 24);
 			s->buf[4 * i + 1] = (uint8_t)(v >> 16);
@@ -1208,7 +1230,7 @@ static void vhd_queue_flush(struct td_image *img, struct td_treq *t)
 	r->done = flush_done;
 	r->arg = t;
 	p->inflight++;
-	t->cursor = p->bat_gen;
+	t->cursor = p->meta_gen;
 	td_treq_get(t);
 	tio_submit(r);
 	td_treq_issued(t);

@@ -35,7 +35,7 @@ struct timer_slot {
 	void		*arg;
 	uint64_t	due;
 	uint64_t	period;
-	uint64_t	seq;	/* order of creation: breaks ties, bounds a pass */
+	uint64_t	seq;	/* creation order: ties, and a pass's end */
 	uint32_t	gen;
 	bool		used;
 };
@@ -271,8 +271,9 @@ static void fire_timers(void)
 			if (best->due <= now)
 				best->due = now + best->period;
 		} else {
-			td_loop_del_timer((int)(best->gen * TD_LOOP_MAX_TIMERS +
-						(uint32_t)(best - loop.timers)));
+			best->used = false;
+			best->cb = NULL;
+			best->arg = NULL;
 		}
 		cb(arg);
 	}

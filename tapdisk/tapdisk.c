@@ -272,7 +272,12 @@ static int run_parent(pid_t child, int rfd)
 		n = read(rfd, buf + len, sizeof(buf) - 1 - len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0 || (len += (size_t)n) == sizeof(buf) - 1)
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		/* One line is all the daemon sends. */
+		if (memchr(buf + len - (size_t)n, '\n', (size_t)n) ||
+		    len == sizeof(buf) - 1)
 			break;
 	}
 	close(rfd);

@@ -54,7 +54,7 @@ enum {
 struct tio_priv {
 	uint64_t	seq;	/* submission order: the sort's tie-break */
 	uint64_t	due;	/* retry list: when to submit again */
-	int		res;	/* local list: the result to finish with */
+	int		res;	/* local list: the result */
 	int		fd;	/* the descriptor for this submission */
 	uint8_t		phase;
 	uint8_t		via;
@@ -62,7 +62,7 @@ struct tio_priv {
 
 struct tio_slot {
 	struct iocb	iocb;
-	struct tio_req	*members;	/* in file order, through ->next */
+	struct tio_req	*members;	/* in file order, via ->next */
 	unsigned	nr;
 	enum tio_op	op;
 	struct tio_slot	*next_free;
@@ -100,8 +100,8 @@ static struct {
 	void		(*avail_cb)(void *arg);
 	void		*avail_arg;
 	bool		eio_transient;
-	bool		fdsync_emulated;	/* the kernel refused aio fdsync */
-	bool		fua_emulated;		/* the kernel refused RWF_DSYNC */
+	bool		fdsync_emulated;	/* aio fdsync was refused */
+	bool		fua_emulated;		/* RWF_DSYNC was refused */
 	struct {
 		unsigned	count;
 		int		err;
@@ -293,7 +293,7 @@ static void succeeded(struct tio_req *r)
 
 	if (r->op == TIO_WRITE && (r->flags & TIO_FUA) &&
 	    p->phase == PH_IO && p->via != VIA_AIO_FUA) {
-		/* FUA without RWF_DSYNC: the data is written, now make it stable. */
+		/* FUA without RWF_DSYNC: written, now make it stable. */
 		p->phase = PH_FUA_SYNC;
 		list_add(&tio.queue, r);
 		return;
@@ -329,7 +329,7 @@ static void slot_done(struct tio_slot *s, long res)
 			left -= op == TIO_FDSYNC ? 0 : want;
 			succeeded(r);
 		} else if (left) {
-			/* Short: what was covered is kept, the rest goes again. */
+			/* Short: keep what was covered, send the rest again. */
 			r->done_bytes += left;
 			left = 0;
 			r->retries++;
@@ -698,10 +698,11 @@ static void tio_prepare(void *arg)
 	for (unsigned first = 0; first < n;) {
 		ret = io_submit(tio.ctx, (long)(n - first), &tio.vec[first]);
 		if (ret > 0) {
-			for (int i = 0; i < ret; i++) {
+			for (unsigned i = first; i < first + (unsigned)ret;
+			     i++) {
 				tio.st.iocbs++;
 				tio.st.inflight++;
-				tio.st.merges += tio.vec_slot[first + i]->nr - 1;
+				tio.st.merges += tio.vec_slot[i]->nr - 1;
 			}
 			first += (unsigned)ret;
 			continue;
@@ -711,8 +712,9 @@ static void tio_prepare(void *arg)
 			struct tio_req *h = NULL, *t = NULL;
 
 			for (unsigned i = n; i-- > first;) {
-				struct tio_req *mt = NULL;
-				struct tio_req *mh = unbuild(tio.vec_slot[i], &mt);
+				struct tio_req *mt = NULL, *mh;
+
+				mh = unbuild(tio.vec_slot[i], &mt);
 
 				mt->next = h;
 				if (!h)
@@ -728,7 +730,7 @@ static void tio_prepare(void *arg)
 			arm_kick_timer();
 			break;
 		}
-		/* The first iocb was refused: its members fail, try the others. */
+		/* The first iocb was refused: fail it, try the others. */
 		{
 			struct tio_req *mt = NULL, *m, *mn;
 
@@ -849,7 +851,8 @@ int tio_init(unsigned nr_reqs)
 	if (err < 0) {
 		release();
 		if (err == -EAGAIN)
-			return td_fail(EAGAIN, "io_setup(%u): over the system's aio limit (fs.aio-max-nr)",
+			return td_fail(EAGAIN,
+				       "io_setup(%u): over the system's aio limit (fs.aio-max-nr)",
 				       nr_reqs);
 		return td_fail(-err, "io_setup(%u): %s", nr_reqs,
 			       strerror(-err));
@@ -884,10 +887,12 @@ void tio_fini(void)
 {
 	if (!tio.ready)
 		return;
-	/* Waits for whatever the kernel still holds; nobody is told. */
-	if (tio.st.inflight)
-		td_warn("tio: closing with %llu iocbs in flight",
+	/* Callers drain first; whatever is left is dropped untold. */
+	if (tio.st.inflight || tio.queue.head || tio.retry.head ||
+	    tio.local.head)
+		td_warn("tio: closing with requests pending (%llu iocbs in flight)",
 			(unsigned long long)tio.st.inflight);
+	/* Waits for what the kernel still holds before the buffers go. */
 	io_destroy(tio.ctx);
 	td_loop_del_fd(tio.efd_id);
 	if (tio.retry_timer >= 0)

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "driver.h"
@@ -38,6 +39,8 @@
 #define MAX_PAUSE_WAITERS	8
 #define MAX_DOMAINS		TD_STATS_MAX_DOMAINS
 #define MAX_CHAIN		256	/* as libvhd's VHD_MAX_CHAIN */
+#define NFS_MAGIC		0x6969	/* statfs f_type of NFS */
+#define RETRY_EIO_ENV		"TAPDISK_RETRY_EIO"	/* 1: EIO is transient */
 #define KERNEL_RING_FMT		"/dev/xen/blktap-2/blktap%d"
 
 struct td_vreq {
@@ -281,6 +284,28 @@ static void publish_disk(void)
 {
 	if (vbd.leaf)
 		td_ring_set_disk(vbd.capacity, 512, disk_features());
+}
+
+/*
+ * EIO is transient on NFS soft mounts (a server that went away comes
+ * back); elsewhere it is a real error.  TAPDISK_RETRY_EIO=1 or 0 in the
+ * environment overrides the guess.
+ */
+static void configure_eio(const struct td_image *leaf)
+{
+	const char *env = getenv(RETRY_EIO_ENV);
+	struct statfs sfs;
+	bool on = false;
+
+	if (env && *env)
+		on = !strcmp(env, "1");
+	else
+		for (; leaf; leaf = leaf->parent)
+			if (!statfs(leaf->path, &sfs) && sfs.f_type == NFS_MAGIC)
+				on = true;
+	tio_set_eio_transient(on);
+	if (on)
+		td_info("EIO is treated as transient and retried");
 }
 
 static unsigned image_flags(uint32_t open_flags)
@@ -990,6 +1015,7 @@ int vbd_open(int minor, const char *params, uint32_t flags,
 	vbd.timeout_s = timeout_s ? timeout_s : TD_DEFAULT_TIMEOUT_S;
 	vbd.capacity = vbd.leaf->sectors;
 	vbd.state |= TD_STATE_OPEN;
+	configure_eio(vbd.leaf);
 	memset(vbd.domains, 0, sizeof(vbd.domains));
 	publish_disk();
 	td_info("opened %s: %llu sectors, timeout %u s", params,
@@ -1038,6 +1064,7 @@ int vbd_unpause(int minor, const char *params)
 		vbd.params = copy;
 	}
 	vbd.state &= ~(uint32_t)TD_STATE_PAUSED;
+	configure_eio(vbd.leaf);
 	publish_disk();
 	td_info("unpaused on %s", vbd.params);
 	td_ring_set_consuming(true);

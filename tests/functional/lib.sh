@@ -144,9 +144,10 @@ file_size() {
 # valgrind and the sanitizers report.)
 td_start() {
 	local pid i
-	env "$@" "$TAPDISK" -F >"$TMPDIR/tapdisk.starting.log" 2>&1 &
+	# The subshell's pid becomes tapdisk's through exec, so the log
+	# name is known before tapdisk runs.
+	(exec env "$@" "$TAPDISK" -F >"$TMPDIR/tapdisk.$BASHPID.log" 2>&1) &
 	pid=$!
-	mv "$TMPDIR/tapdisk.starting.log" "$TMPDIR/tapdisk.$pid.log"
 	for i in $(seq 1 300); do
 		[ -S "$BLKTAP_CONTROL_DIR/ctl$pid" ] && { TD_PID=$pid; return 0; }
 		kill -0 "$pid" 2>/dev/null || break

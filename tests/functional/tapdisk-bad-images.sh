@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Images tapdisk must refuse, each with one clear line from 'tap-ctl open'
 # and a non-zero exit: missing files, the wrong type (vhd: on a raw file,
 # an unknown or missing prefix), corrupt VHDs, a chain whose parent is

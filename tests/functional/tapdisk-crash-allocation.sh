@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # kill -9 the tapdisk while td-rig writes to unallocated blocks of a
 # dynamic VHD, at a random moment, several rounds.  td-rig notices the
 # death, saves its model with the writes in flight marked "old or new",

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The retry policy, through test-only fault injection (tapdisk runs with
 # TAPDISK_TEST_FAULTS=1; td-rig fault sends TD_CTL_FAULT).
 #  - A transient fault (EAGAIN, EBUSY) shorter than the request timeout is

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Data integrity through a three-deep chain.  The base starts with known
 # data (written by libvhd), then tapdisk writes at each stage: base, a
 # snapshot of it, a snapshot of that; random reads and writes of 512 B to

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Data integrity on a raw file (aio driver): random reads and writes of
 # 512 B to 1 MiB at depth 128, with flushes and FUA writes, every read
 # checked against td-rig's model; afterwards the file itself must equal

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Data integrity on VHD images (vhd driver): random reads and writes of
 # 512 B to 1 MiB at depth 128 against td-rig's model, on a dynamic image
 # (allocating blocks as it goes, then rewriting them) and a fixed one.

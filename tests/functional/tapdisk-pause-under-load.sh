@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Pause and unpause under load.  td-rig keeps writes (and some reads) in
 # flight on a VHD while, several times over, the disk is paused, the leaf
 # snapshotted with vhd-util, and tapdisk unpaused onto the new child
@@ -65,7 +66,8 @@ wait_writes() {
 	want=$(( $(tstat requests.write) + $1 ))
 	for i in $(seq 1 300); do
 		[ "$(tstat requests.write)" -ge "$want" ] && return 0
-		kill -0 "$RIG_PID" 2>/dev/null || die "td-rig exited early"
+		kill -0 "$RIG_PID" 2>/dev/null ||
+			{ cat rig.out; die "td-rig exited early"; }
 		sleep 0.1
 	done
 	die "no progress: fewer than $1 writes in 30 s"
@@ -80,6 +82,12 @@ log "tapdisk $TD_PID"
 	>rig.out 2>&1 &
 RIG_PID=$!
 leaf=leaf0.vhd
+# td-rig attaches and opens the image first.
+for _ in $(seq 1 300); do
+	"$TAP_CTL" stats -p "$TD_PID" -m $MINOR >/dev/null 2>&1 && break
+	kill -0 "$RIG_PID" 2>/dev/null || { cat rig.out; die "td-rig exited"; }
+	sleep 0.1
+done
 wait_writes 200
 
 for i in $(seq 1 "$ROUNDS"); do

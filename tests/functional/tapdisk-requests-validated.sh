@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Requests a correct front never sends: past the end, across it, wrapping
 # around, larger than the slot, unknown ops and flags, no sectors, FUA on
 # a read, a flush with sectors, an id naming no slot.  Each must complete

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -232,6 +233,7 @@ struct job {
 	uint64_t	rng;
 	uint64_t	seq_next;
 	uint64_t	scan_next;	/* read passes: next sector */
+	uint64_t	next_check_ns;	/* for requests without an answer */
 	uint64_t	writes_since_flush;
 	uint64_t	submitted;	/* workload requests */
 	bool		stopping;
@@ -244,6 +246,7 @@ struct job {
 	uint64_t	lat_sum_ns, lat_max_ns;
 	uint64_t	verify_bad;
 	uint64_t	start_ns, end_ns;
+	uint64_t	cpu_start_us, cpu_end_us;	/* td-rig's own CPU */
 	char		first_error[320];
 	char		first_bad[400];
 };
@@ -504,8 +507,17 @@ static bool stuck(struct job *j)
 static int pump(struct job *j, rig_done_fn done)
 {
 	struct rig *r = &j->rig;
+	uint64_t now = rig_now_ns();
 	int n, w;
 
+	/* Once a second: a busy ring must not hide one stuck request. */
+	if (now >= j->next_check_ns) {
+		j->next_check_ns = now + 1000000000ull;
+		if (r->inflight && stuck(j)) {
+			j->failed = true;
+			return -1;
+		}
+	}
 	n = rig_reap(r, done, j);
 	if (n < 0) {
 		note_error(j, "%s", r->errmsg);
@@ -522,14 +534,8 @@ static int pump(struct job *j, rig_done_fn done)
 		j->dead = true;
 		return -1;
 	}
-	if (w == -EINTR || w > 0)
-		return 0;
-	if (w < 0) {
+	if (w < 0 && w != -EINTR) {
 		note_error(j, "waiting for tapdisk: %s", strerror(-w));
-		j->failed = true;
-		return -1;
-	}
-	if (stuck(j)) {
 		j->failed = true;
 		return -1;
 	}
@@ -544,12 +550,24 @@ static void check_signal(struct job *j)
 	}
 }
 
+/* CPU time this process used, user + system, in microseconds. */
+static uint64_t cpu_us(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 /* Run the workload until its end, then drain.  0, or -1 (see pump). */
 static int workload(struct job *j)
 {
 	struct rig *r = &j->rig;
 	uint64_t end_ns = 0;
 
+	j->cpu_start_us = cpu_us();
 	j->start_ns = rig_now_ns();
 	if (j->o.seconds)
 		end_ns = j->start_ns + j->o.seconds * 1000000000ull;
@@ -570,10 +588,12 @@ static int workload(struct job *j)
 			break;
 		if (pump(j, io_done)) {
 			j->end_ns = rig_now_ns();
+			j->cpu_end_us = cpu_us();
 			return -1;
 		}
 	}
 	j->end_ns = rig_now_ns();
+	j->cpu_end_us = cpu_us();
 	return 0;
 }
 
@@ -781,6 +801,8 @@ static void print_summary(struct job *j)
 	double iops = secs > 0 ? (double)j->done / secs : 0;
 	double mibps = secs > 0 ? (double)bytes / secs / (1 << 20) : 0;
 	double lat_us = j->done ? (double)j->lat_sum_ns / (double)j->done / 1e3 : 0;
+	double cpu_op = j->done ? (double)(j->cpu_end_us - j->cpu_start_us) /
+				  (double)j->done : 0;
 
 	if (j->o.quiet)
 		return;
@@ -793,12 +815,12 @@ static void print_summary(struct job *j)
 		       ", \"lat_avg_us\": %.1f, \"lat_max_us\": %.1f"
 		       ", \"bad_responses\": %" PRIu64 ", \"bad_status\": %" PRIu64
 		       ", \"verify_failures\": %" PRIu64 ", \"kicks\": %" PRIu64
-		       ", \"waits\": %" PRIu64 "}\n",
+		       ", \"waits\": %" PRIu64 ", \"rig_cpu_us_per_op\": %.2f}\n",
 		       j->done, j->reads, j->writes, j->flushes, j->errors,
 		       j->bytes_rd, j->bytes_wr, iops, mibps, secs, lat_us,
 		       (double)j->lat_max_ns / 1e3, j->rig.stats.bad_responses,
 		       j->rig.stats.bad_status, j->verify_bad,
-		       j->rig.stats.kicks, j->rig.stats.waits);
+		       j->rig.stats.kicks, j->rig.stats.waits, cpu_op);
 	} else {
 		printf("ops=%" PRIu64 " reads=%" PRIu64 " writes=%" PRIu64
 		       " flushes=%" PRIu64 " errors=%" PRIu64 " bytes=%" PRIu64

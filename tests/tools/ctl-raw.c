@@ -6,7 +6,9 @@
  *   ctl-raw PID KIND
  *
  * KIND is one of: short, empty, magic, version, type, length, long,
- * string, fds, many-fds, minor, flags, valid (an INFO that is fine).
+ * string, fds, many-fds, minor, flags; or a well-formed request: valid
+ * (INFO), fault (FAULT: the next read fails with EIO; refused unless
+ * tapdisk runs with fault injection enabled).
  * The socket is $BLKTAP_CONTROL_DIR/ctlPID (default /run/blktap-control).
  * Prints "status=<n> msg=<reason>" and exits 0 when a reply arrived; 1
  * when none did (tapdisk hung up, or nothing within 10 s); 2 on usage.
@@ -30,7 +32,7 @@ static struct td_ctl_msg msg, rep;
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: ctl-raw PID short|empty|magic|version|type|length|long|string|fds|many-fds|minor|flags|valid\n");
+	fprintf(stderr, "usage: ctl-raw PID short|empty|magic|version|type|length|long|string|fds|many-fds|minor|flags|valid|fault\n");
 	exit(2);
 }
 
@@ -149,6 +151,12 @@ int main(int argc, char **argv)
 		msg.flags = 0x40;
 	} else if (!strcmp(kind, "valid")) {
 		msg.minor = -1;
+	} else if (!strcmp(kind, "fault")) {
+		msg.type = TD_CTL_FAULT;
+		len = td_ctl_request_size(TD_CTL_FAULT);
+		msg.body.fault.count = 1;
+		msg.body.fault.err = EIO;
+		msg.body.fault.ops = TD_FAULT_READ;
 	} else {
 		usage();
 	}

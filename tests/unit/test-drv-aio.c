@@ -39,7 +39,7 @@ struct box {
 
 static struct {
 	int		outstanding;	/* treqs not complete */
-	struct td_treq	*parked;	/* waiting for tio entries, FIFO */
+	struct td_treq	*parked;	/* waiting for tio, FIFO */
 	struct td_treq	*parked_tail;
 	int		submits;
 	int		eagain;

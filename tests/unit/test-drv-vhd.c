@@ -62,8 +62,8 @@ static struct {
 	struct td_treq	*tio_waiters;
 	struct td_treq	*all;		/* every treq since the last reap */
 	struct fc_obs	*observe;	/* for the treqs fc_queue() makes */
+	bool		others_io;	/* the test has I/O of its own */
 	bool		timed_out;
-	unsigned	resumes;
 	unsigned	tio_waits;
 } fc;
 
@@ -176,7 +176,6 @@ void td_treq_resume(struct td_treq *t)
 {
 	struct td_image *img = t->img;
 
-	fc.resumes++;
 	assert_false(t->vreq->done);
 	switch (t->op) {
 	case TD_OP_READ:
@@ -370,6 +369,12 @@ static struct td_image *img_must_open(const char *path, unsigned flags)
 
 static void img_close(struct td_image *img)
 {
+	struct tio_stats st;
+
+	/* Every treq is done: the driver must have nothing of its own left. */
+	tio_get_stats(&st);
+	if (!fc.others_io)
+		assert_int_equal(st.inflight, 0);
 	img->drv->close(img);
 	free(img->priv);
 	free(img->path);
@@ -772,6 +777,51 @@ static void test_batmap_and_cache(void **state)
 	free(buf);
 	free(rbuf);
 	free(model);
+}
+
+/* FUA: what makes the write visible is stable too, and no more than that. */
+static void test_fua(void **state)
+{
+	struct fixture *f = *state;
+	char *buf = abuf(8 << 9);
+	struct td_image *img;
+	uint64_t before;
+
+	assert_int_equal(vhd_create(f->path[0], 16 * MiB, 0, 0), 0);
+	img = img_must_open(f->path[0], 0);
+	pattern(buf, 0, 8, 1);
+	fc_queue(img, TD_OP_WRITE, 0, 8, buf, 0);
+	fc_run();
+	/* Its bits are down but not yet stable: data, then an fdatasync. */
+	before = tio_submitted();
+	fc_queue(img, TD_OP_WRITE, 0, 8, buf, TD_TREQ_FUA);
+	fc_run();
+	assert_int_equal(tio_submitted() - before, 2);
+	/* Now they are: the data alone. */
+	before = tio_submitted();
+	fc_queue(img, TD_OP_WRITE, 0, 8, buf, TD_TREQ_FUA);
+	fc_run();
+	assert_int_equal(tio_submitted() - before, 1);
+	/* Another bitmap write, then a flush covers it. */
+	fc_queue(img, TD_OP_WRITE, 100, 8, buf, 0);
+	fc_run();
+	fc_queue(img, TD_OP_FLUSH, 0, 0, NULL, 0);
+	fc_run();
+	before = tio_submitted();
+	fc_queue(img, TD_OP_WRITE, 0, 8, buf, TD_TREQ_FUA);
+	fc_run();
+	assert_int_equal(tio_submitted() - before, 1);
+	/*
+	 * A new block: footer, zero bitmap, fdatasync, BAT, data (FUA),
+	 * bitmap (FUA), and an fdatasync for the BAT sector.
+	 */
+	before = tio_submitted();
+	fc_queue(img, TD_OP_WRITE, 3 * SPB, 8, buf, TD_TREQ_FUA);
+	fc_run();
+	assert_int_equal(tio_submitted() - before, 7);
+	img_close(img);
+	assert_clean(f->path[0]);
+	free(buf);
 }
 
 static void test_fixed(void **state)
@@ -1432,16 +1482,17 @@ static void test_starved(void **state)
 	assert_int_equal(tio_file_open(&starve.file, f->path[0], true, false), 0);
 	starve.buf = abuf(512);
 	starve.nheld = 0;
+	fc.others_io = true;
 	timer = td_loop_add_timer(1, 1, starve_tick, NULL);
 	assert_true(timer >= 0);
 
 	img = img_must_open(f->path[0], 0);
 	/* Whole blocks too, so that batmap writes happen. */
-	for (int r = 0; r < 3; r++) {
-		char *bufs[4];
+	for (int r = 0; r < 4; r++) {
+		char *bufs[6];
 
-		for (int i = 0; i < 4; i++) {
-			uint64_t sec = (uint64_t)(r * 4 + i) * SPB;
+		for (int i = 0; i < 6; i++) {
+			uint64_t sec = (uint64_t)(r * 6 + i) * SPB;
 
 			bufs[i] = abuf(SPB << 9);
 			pattern(bufs[i], sec, SPB, (uint32_t)i);
@@ -1453,7 +1504,7 @@ static void test_starved(void **state)
 		}
 		fc_run();
 		random_writes(img, model, sectors, 2, 48);
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < 6; i++)
 			free(bufs[i]);
 	}
 	assert_driver_reads(img, model, sectors, 4096);
@@ -1605,6 +1656,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_same_new_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_new_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batmap_and_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fua, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_differencing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parents, setup, teardown),

@@ -235,7 +235,7 @@ struct fdctx {
 	struct fdctx	*other;	/* to delete */
 	struct fdctx	*spare;	/* to register in other's place */
 	bool		del_self;
-	bool		drain;	/* an eventfd: read it so it stops firing */
+	bool		drain;	/* an eventfd: read it to quiet it */
 	bool		stop;
 };
 

@@ -480,7 +480,7 @@ static void test_pool_and_reserve(void **state)
 {
 	struct fixture *f = *state;
 	uint8_t *buf = abuf(NR * 4 * KiB), *extra = abuf(4 * KiB);
-	struct tio_req *r[NR + 1];	/* room for the NULL that ends a scan */
+	struct tio_req *r[NR + 1];	/* and the NULL ending a scan */
 	struct io io[NR] = { { 0 } };
 	struct avail av = { .file = &f->file, .buf = extra, .resubmit = true };
 	int data = 0, meta = 0;
@@ -720,6 +720,70 @@ static void test_fault_kinds_and_no_deadline(void **state)
 	free(buf);
 }
 
+/* ---- fallbacks when the kernel refuses ---- */
+
+/*
+ * procfs files have no fsync and no write_iter, so the kernel refuses
+ * aio fdsync and aio writes on them with EINVAL: tio must switch to
+ * fdatasync() and to write + fdsync for FUA, for every file after that.
+ */
+static void test_fdsync_fallback(void **state)
+{
+	struct fixture *f = *state;
+	struct tio_file proc;
+	struct io a = { 0 }, b = { 0 };
+	uint64_t iocbs;
+
+	if (tio_file_open(&proc, "/proc/self/status", true, false)) {
+		fprintf(stderr, "note: no /proc: %s\n", td_errmsg());
+		skip();
+	}
+	/* Refused by aio, then by fdatasync() itself: a plain error. */
+	assert_int_equal(do_io(&proc, TIO_FDSYNC, NULL, 0, 0, 0, 0, &a),
+			 -EINVAL);
+	tio_file_close(&proc);
+	/* From now on flushes are synchronous: no iocb. */
+	iocbs = stats().iocbs;
+	assert_int_equal(do_io(&f->file, TIO_FDSYNC, NULL, 0, 0, 0, 0, &b), 0);
+	assert_int_equal(stats().iocbs, iocbs);
+	assert_int_equal(b.retries, 0);
+}
+
+static void test_fua_fallback(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *buf = abuf(8 * KiB);
+	struct tio_file proc;
+	struct io a = { 0 }, b = { 0 }, c = { 0 };
+	uint64_t iocbs;
+	char comm[16] = "test-tio";
+
+	if (tio_file_open(&proc, "/proc/self/comm", false, false)) {
+		fprintf(stderr, "note: no /proc: %s\n", td_errmsg());
+		skip();
+	}
+	memcpy(buf, comm, sizeof(comm));
+	if (do_io(&proc, TIO_WRITE, buf, 8, 0, TIO_FUA, 0, &a) != -EINVAL) {
+		tio_file_close(&proc);
+		free(buf);
+		fprintf(stderr, "note: this kernel takes aio writes to procfs\n");
+		skip();
+	}
+	tio_file_close(&proc);
+	/* FUA is now a write and then an fdsync: two iocbs. */
+	iocbs = stats().iocbs;
+	fill(buf, 8 * KiB, 7 * MiB, 13);
+	assert_int_equal(do_io(&f->file, TIO_WRITE, buf, 8 * KiB, 7 * MiB,
+			       TIO_FUA, 0, &b), 0);
+	assert_int_equal(stats().iocbs, iocbs + 2);
+	assert_true(file_matches(f->path, 7 * MiB, 8 * KiB, 13));
+	/* The flush half is a flush to fault injection. */
+	tio_inject_fault(1, ENOSPC, TD_FAULT_FLUSH);
+	assert_int_equal(do_io(&f->file, TIO_WRITE, buf, 8 * KiB, 7 * MiB,
+			       TIO_FUA, 0, &c), -ENOSPC);
+	free(buf);
+}
+
 /* ---- alignment and the end of the file ---- */
 
 static void test_unaligned_goes_buffered(void **state)
@@ -829,12 +893,12 @@ static void test_random_against_model(void **state)
 	assert_non_null(model);
 	assert_non_null(check);
 	fill(model, FILE_SIZE, 0, 0);
-	for (int round = 0; round < 60; round++) {
+	for (int round = 0; round < 40; round++) {
 		bool used[NREGIONS] = { false };
 		int n = 1 + (int)rnd(NREGIONS / 2);
 
 		/* Once, a transient fault that is retried away. */
-		if (round == 30)
+		if (round == 20)
 			tio_inject_fault(3, EBUSY,
 					 TD_FAULT_READ | TD_FAULT_WRITE);
 		for (int i = 0; i < n; i++) {
@@ -851,7 +915,7 @@ static void test_random_against_model(void **state)
 			base = bufs + (size_t)reg * REGION;
 			q[i].op = rnd(2) ? TIO_WRITE : TIO_READ;
 			switch (rnd(3)) {
-			case 0:		/* a whole region: neighbours merge */
+			case 0:		/* a whole region: merges */
 				q[i].off = (uint64_t)reg * REGION;
 				q[i].len = REGION;
 				q[i].buf = base;
@@ -974,6 +1038,8 @@ int main(void)
 		T(test_permanent_fault),
 		T(test_eio_policy),
 		T(test_fault_kinds_and_no_deadline),
+		T(test_fdsync_fallback),
+		T(test_fua_fallback),
 		T(test_unaligned_goes_buffered),
 		T(test_short_read_at_eof),
 		T(test_random_against_model),
