@@ -353,6 +353,9 @@ pid_t tdc_spawn(void)
 	int p[2], err, st = 0;
 
 	tapdisk_binary(bin, sizeof(bin));
+	/* Said here, as posix_spawn cannot always report it (under valgrind). */
+	if (strchr(bin, '/') && access(bin, X_OK) < 0)
+		return fail(errno, "cannot run %s: %s", bin, strerror(errno));
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return fail(errno, "pipe: %s", strerror(errno));
 	/* stdout carries the pid, stderr the error line: both come to us. */
@@ -382,6 +385,8 @@ pid_t tdc_spawn(void)
 	if (w == child && (!WIFEXITED(st) || WEXITSTATUS(st))) {
 		if (out[0])
 			return fail(EIO, "%s", out);
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+			return fail(ENOENT, "cannot run %s: not found", bin);
 		if (WIFSIGNALED(st))
 			return fail(EIO, "%s died: %s", bin,
 				    strsignal(WTERMSIG(st)));

@@ -153,6 +153,7 @@ td_start() {
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
+	kill -KILL "$pid" 2>/dev/null || true
 	cat "$TMPDIR/tapdisk.$pid.log" >&2
 	die "tapdisk $pid did not come up"
 }

@@ -5,8 +5,9 @@
 # minor, unknown flags) gets an error reply naming the problem, the
 # connection stays usable, no descriptor leaks, and tapdisk keeps serving.
 # Also: clients beyond the limit are turned away, clients that hang up
-# mid-request or pipeline requests are harmless, fault injection is off
-# unless enabled, and SIGTERM/SIGINT end tapdisk cleanly (socket removed),
+# mid-request (even while their pause drains) or pipeline requests are
+# harmless, fault injection is off unless enabled, and SIGTERM/SIGINT end
+# tapdisk cleanly (socket removed),
 # with or without an image open, in the foreground or as a daemon.
 # shellcheck source=tests/functional/lib.sh
 own_tmp=1
@@ -15,15 +16,16 @@ own_tmp=1
 
 need_cmd python3
 RAW=$TOOLSDIR/ctl-raw
-for bin in "$TAPDISK" "$TAP_CTL" "$RAW"; do
+for bin in "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$RAW"; do
 	[ -x "$bin" ] || die "not built: $bin"
 done
 cd "$TMPDIR"
 TD_PID=
 DAEMON=
+RIG_PID=
 cleanup() {
 	local rc=$? f
-	for p in "$TD_PID" "$DAEMON"; do
+	for p in "$RIG_PID" "$TD_PID" "$DAEMON"; do
 		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
 	done
 	if [ $rc -ne 0 ]; then
@@ -47,6 +49,12 @@ alive() {
 	kill -0 "$1" 2>/dev/null || die "tapdisk $1 died"
 	"$TAP_CTL" list -p "$1" | grep -q "^pid=$1 " ||
 		die "tapdisk $1 is not listed"
+}
+
+# inflight PID MINOR: requests in flight, from tap-ctl stats.
+inflight() {
+	"$TAP_CTL" stats -p "$1" -m "$2" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["inflight"])'
 }
 
 # wait_gone PID: a process that is not our child exits (30 s at most).
@@ -118,6 +126,11 @@ elif what == 'pipeline':
         s.send(info(100 + i))
     got = [reply(s) for _ in range(5)]
     assert got == [(100 + i, 0) for i in range(5)], got
+elif what == 'pause-leave':
+    # Ask for a pause and hang up without waiting for it.
+    s = connect(pid)
+    s.send(HDR.pack(MAGIC, 1, 6, HDR.size, 1, int(sys.argv[3]), 0, 0, 0))
+    s.close()
 elif what == 'recover':
     # An error reply leaves the connection usable.
     s = connect(pid)
@@ -178,8 +191,44 @@ log "fault injection when enabled"
 td_start TAPDISK_TEST_FAULTS=1
 out=$(timeout 30 "$RAW" "$TD_PID" fault) || die "no reply"
 assert_eq "status=0 msg=" "$out" "fault request"
-log "SIGINT"
 P=$TD_PID
+
+log "a client that leaves while its pause drains"
+# Writes that keep failing with EAGAIN stay in flight (retried) until the
+# 10 s timeout, so the pause cannot finish before its client has left.
+run "$TAP_CTL" open -p "$P" -m 2 -a aio:raw.img -t 10
+run "$TD_RIG" fault -p "$P" -m 2 -c 1000000 -e EAGAIN -o write
+"$TD_RIG" run -p "$P" -m 2 -d 8 --bs 4k --rw randwrite --ops 8 \
+	--expect-errors --timeout 60 --quiet >rig.log 2>&1 &
+RIG_PID=$!
+for _ in $(seq 1 300); do
+	[ "$(inflight "$P" 2)" -gt 0 ] && break
+	sleep 0.1
+done
+[ "$(inflight "$P" 2)" -gt 0 ] || die "no request in flight"
+timeout 60 python3 ctl.py "$P" pause-leave 2 || die "pause client failed"
+assert_match "state=0x[0-9a-f]*[4567cdef] " "$("$TAP_CTL" list -p "$P")" \
+	"pause requested while writes are in flight"
+for _ in $(seq 1 600); do
+	[[ $("$TAP_CTL" list -p "$P") == *" state=0xb "* ]] && break
+	sleep 0.1
+done
+assert_match " state=0xb " "$("$TAP_CTL" list -p "$P")" "paused at last"
+grep -q "pause of minor 2 finished .* after its client left" \
+	"$TMPDIR/tapdisk.$P.log" || die "the orphaned pause was not logged"
+wait "$RIG_PID" || { cat rig.log; die "td-rig failed"; }
+RIG_PID=
+run "$TD_RIG" fault -p "$P" -m 2 -c 0
+expect_fail "$TAP_CTL" pause -p "$P" -m 2
+assert_match "already paused" "$FAIL_MSG"
+run "$TAP_CTL" unpause -p "$P" -m 2
+run "$TAP_CTL" close -p "$P" -m 2
+run "$TAP_CTL" detach -p "$P" -m 2
+# Its slot was freed with the pause: all 16 are there again.
+served=$(timeout 60 python3 ctl.py "$P" flood 20) || die "flood client failed"
+assert_eq 16 "$served" "clients served at once after the orphaned pause"
+
+log "SIGINT"
 kill -INT "$P"
 rc=0
 for _ in $(seq 1 300); do

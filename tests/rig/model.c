@@ -148,8 +148,8 @@ int model_load(struct model *m, const char *path, char *err, size_t errlen)
 	rc = -EINVAL;
 	if (memcmp(h.magic, MODEL_MAGIC, sizeof(h.magic)) ||
 	    h.version != MODEL_FILE_VERSION) {
-		set_err(err, errlen, "%s is not a td-rig model (bad magic or version)",
-			path);
+		set_err(err, errlen,
+			"%s is not a td-rig model (bad magic or version)", path);
 		goto out;
 	}
 	if (h.base > MODEL_BASE_HASHED || !h.next_version ||

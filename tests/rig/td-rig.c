@@ -463,7 +463,8 @@ static bool submit_one(struct job *j)
 
 			version = model_new_version(&j->m);
 			if (!version) {
-				note_error(j, "the model's version counter is exhausted");
+				note_error(j, "the model's version counter "
+					   "is exhausted");
 				j->failed = true;
 				j->stopping = true;
 				return false;
@@ -493,7 +494,8 @@ static bool stuck(struct job *j)
 			note_error(j, "%s of %u sectors at %" PRIu64
 				   " has had no answer for %" PRIu64 " s",
 				   op_name(s->op), s->nr_sectors, s->sector,
-				   (uint64_t)((now - s->t_submit_ns) / 1000000000ull));
+				   (uint64_t)((now - s->t_submit_ns) /
+					      1000000000ull));
 			return true;
 		}
 	}
@@ -1244,6 +1246,7 @@ static int cmd_run(int argc, char **argv)
 
 	if (j->o.model_path) {
 		if (setup_model(j)) {
+			stop_rig(j);
 			status = EXIT_FAIL;
 			goto out;
 		}
