@@ -45,11 +45,13 @@ static void print_table(const struct td_ctl_info *list, int n)
 {
 	printf("%8s %6s %6s  %s\n", "PID", "MINOR", "STATE", "ARGS");
 	for (int i = 0; i < n; i++) {
-		char minor[16];
+		char minor[16], state[16];
 
 		snprintf(minor, sizeof(minor), "%d", (int)list[i].minor);
-		printf("%8d %6s %#6x  %s\n", (int)list[i].pid,
-		       list[i].minor >= 0 ? minor : "-", list[i].state,
+		/* "%#x" would print a zero state without its 0x. */
+		snprintf(state, sizeof(state), "0x%x", list[i].state);
+		printf("%8d %6s %6s  %s\n", (int)list[i].pid,
+		       list[i].minor >= 0 ? minor : "-", state,
 		       list[i].params[0] ? list[i].params : "-");
 	}
 }

@@ -307,7 +307,7 @@ static void dispatch(struct conn *c, int *fds, int nfds)
 	reply_status(c, err);
 }
 
-/* Every SCM_RIGHTS descriptor of @msg: up to @max kept in @fds, the rest closed. */
+/* Every SCM_RIGHTS descriptor of @msg: @max kept in @fds, the rest closed. */
 static int take_fds(struct msghdr *msg, int *fds, int max)
 {
 	int n = 0;
@@ -348,7 +348,8 @@ static bool peer_gone(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
 
-	return poll(&p, 1, 0) != 0;
+	return poll(&p, 1, 0) > 0 &&
+	       (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /* Read and answer one message; false when nothing more is to be read now. */
@@ -386,7 +387,7 @@ static bool conn_read_one(struct conn *c)
 	}
 	if (msg.msg_flags & MSG_TRUNC) {
 		snprintf(why, sizeof(why),
-			 "message longer than the largest request (%zu bytes)",
+			 "message longer than %zu bytes (no request is)",
 			 sizeof(ctl.rx));
 		err = -EPROTO;
 	} else if (msg.msg_flags & MSG_CTRUNC) {
@@ -556,8 +557,9 @@ int td_control_init(void)
 		     TD_CTL_PREFIX, (int)getpid());
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
 		return td_fail(ENAMETOOLONG,
-			       "control directory %s: path too long for a socket (at most %zu bytes)",
-			       dir, sizeof(sa.sun_path) - 16);
+			       "socket path %s/%s%d is too long (at most %zu bytes)",
+			       dir, TD_CTL_PREFIX, (int)getpid(),
+			       sizeof(sa.sun_path) - 1);
 	err = prepare_dir(dir);
 	if (err)
 		return err;

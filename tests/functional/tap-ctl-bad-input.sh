@@ -18,8 +18,22 @@ done
 cd "$TMPDIR"
 TD_PID=
 SPAWNED=()
+# kill_ours: kill any tapdisk still serving our private control directory
+# (a daemon whose pid a failed step never reported).  Only processes whose
+# environment names this directory: nothing we did not start.
+kill_ours() {
+	local s p
+	for s in "$BLKTAP_CONTROL_DIR"/ctl*; do
+		[ -S "$s" ] || continue
+		p=${s##*/ctl}
+		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null |
+			grep -qxF "BLKTAP_CONTROL_DIR=$BLKTAP_CONTROL_DIR" &&
+			kill -9 "$p" 2>/dev/null || true
+	done
+}
 cleanup() {
 	local rc=$? p f
+	kill_ours
 	for p in "$TD_PID" "${SPAWNED[@]}"; do
 		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
 	done
@@ -154,6 +168,18 @@ for f in "-p $DEAD" "-m 4" "-t vhd" "-f small.img" "-p $P -t vhd"; do
 	# shellcheck disable=SC2086
 	assert_eq "" "$("$TAP_CTL" list $f)" "list $f"
 done
+
+log "on a terminal, list prints a table"
+if command -v script >/dev/null 2>&1; then
+	table=$(script -qec "'$TAP_CTL' list" /dev/null </dev/null | tr -d '\r')
+	echo "$table"
+	assert_match "^ +PID +MINOR +STATE +ARGS\$" "$(head -n 1 <<<"$table")" \
+		"table header"
+	assert_match "^ +$P +3 +0x2 +aio:$TMPDIR/raw\\.img\$" \
+		"$(sed -n 2p <<<"$table")" "table row"
+else
+	log "script(1) not found: table not checked"
+fi
 
 log "stats is valid JSON with every field"
 "$TAP_CTL" stats -p "$P" -m 3 >stats.json

@@ -77,7 +77,9 @@ expect_fail "$TAPDISK" -F extra
 assert_match "unexpected argument 'extra'" "$FAIL_MSG"
 assert_eq 2 "$(status "$TAPDISK" extra)" "tapdisk extra exit status"
 # Bad usage must not have started anything.
-[ ! -e "$BLKTAP_CONTROL_DIR" ] || die "tapdisk created $BLKTAP_CONTROL_DIR on a usage error"
+fresh=$TMPDIR/usage-control
+BLKTAP_CONTROL_DIR=$fresh expect_fail "$TAPDISK" -F -q
+[ ! -e "$fresh" ] || die "tapdisk created $fresh on a usage error"
 
 log "man pages"
 for page in tap-ctl tapdisk; do

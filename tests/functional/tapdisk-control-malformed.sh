@@ -23,8 +23,22 @@ cd "$TMPDIR"
 TD_PID=
 DAEMON=
 RIG_PID=
+# kill_ours: kill any tapdisk still serving our private control directory
+# (a daemon whose pid a failed step never reported).  Only processes whose
+# environment names this directory: nothing we did not start.
+kill_ours() {
+	local s p
+	for s in "$BLKTAP_CONTROL_DIR"/ctl*; do
+		[ -S "$s" ] || continue
+		p=${s##*/ctl}
+		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null |
+			grep -qxF "BLKTAP_CONTROL_DIR=$BLKTAP_CONTROL_DIR" &&
+			kill -9 "$p" 2>/dev/null || true
+	done
+}
 cleanup() {
 	local rc=$? f
+	kill_ours
 	for p in "$RIG_PID" "$TD_PID" "$DAEMON"; do
 		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
 	done
@@ -159,7 +173,7 @@ magic     -71 bad magic 0xdeadbeef
 version   -71 unsupported protocol version 2
 type      -22 unknown request type 77
 length    -71 OPEN: 48 bytes, but this request is
-long      -71 longer than the largest request
+long      -71 message longer than [0-9]+ bytes
 string    -22 OPEN: params are not NUL-terminated
 fds       -22 DETACH: 2 descriptors attached
 many-fds  -22 too many descriptors
