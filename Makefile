@@ -1,8 +1,9 @@
-# blktap2-style userspace block devices: libvhd, vhd-util and their tests.
+# blktap2-style userspace block devices: libvhd, vhd-util, tapdisk,
+# tap-ctl and their tests.
 #
 #   make [VARIANT=default|asan]   build into build/$(VARIANT)/
 #   make check                    every test layer, ends "N passed, N failed"
-#   make demo                     show vhd-util at work
+#   make demo                     show vhd-util and tapdisk at work
 #   make bench                    tapdisk against fio (bench/results/latest.md)
 #
 # Sources are found by wildcard: libvhd/*.c, vhd/*.c, tests/unit/test-*.c
@@ -235,7 +236,7 @@ endef
 
 # The valgrind pass reuses the default build; VALGRIND_TESTS picks which
 # tests run under memcheck (globs; empty means all of them).
-VALGRIND_TESTS	?= test-* vhd-util-* qemu-interop-*
+VALGRIND_TESTS	?= test-* vhd-util-* qemu-interop-* tap-ctl-* tapdisk-*
 define valgrind_layer
 	if [ -x $(BUILD)/default/vhd-util ]; then \
 		VALGRIND=1 $(RUN_ENV) tests/run-tests $(BUILD)/default \
@@ -309,7 +310,7 @@ bench-smoke:
 # ---- demo, install, clean ---------------------------------------------------
 .PHONY: demo install clean
 demo: deps
-	@$(SUBMAKE) VARIANT=default vhd-util
+	@$(SUBMAKE) VARIANT=default vhd-util tapdisk tap-ctl rig
 	@scripts/demo $(BUILD)/default/vhd-util
 
 MAN8		:= $(wildcard man/*.8)

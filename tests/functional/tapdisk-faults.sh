@@ -8,6 +8,9 @@
 #  - A persistent transient fault fails the requests once the timeout
 #    (-t 3) has passed; none hangs, and clearing the fault brings I/O back.
 #  - Permanent errors (ENOSPC, EIO) fail at once, without retries.
+#  - Where EIO is configured transient (TAPDISK_RETRY_EIO=1, as on NFS
+#    soft mounts) a short EIO fault is retried away.
+#  - The watchdog reports a request that makes no progress for 10 s.
 # shellcheck source=tests/functional/lib.sh
 own_tmp=1
 [ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
@@ -138,6 +141,28 @@ session 30 -d 16 --bs 64k --rw read --ops $((MB * 16)) --seed 60
 end
 
 expect_fail "$TD_RIG" fault -p "$TD_PID" -m $MINOR -c 1 -e 0
+td_stop "$TD_PID"
+TD_PID=
+
+log "EIO configured as transient: a short EIO fault is invisible"
+td_start TAPDISK_TEST_FAULTS=1 TAPDISK_RETRY_EIO=1
+fault -c 3 -e EIO -o write
+session 30 -d 16 --bs 4k-64k --rw randrw --ops 300 --seed 61
+assert_eq 0 "$(tstat errors)" "requests failed"
+[ "$(tstat retries)" -ge 3 ] || die "EIO was not retried"
+end
+grep -q 'EIO is treated as transient' "$TMPDIR/tapdisk.$TD_PID.log" ||
+	die "tapdisk did not log the EIO policy"
+
+log "the watchdog: a write retried for 12 s is reported, then times out"
+fault -c 1000000 -e EAGAIN -o write
+session 12 -d 1 --bs 4k --rw randwrite --ops 1 --seed 62 --expect-errors
+[ "$(tstat stalls)" -ge 1 ] || die "the watchdog reported no stall"
+grep -q 'made no progress for' "$TMPDIR/tapdisk.$TD_PID.log" ||
+	die "no watchdog line in tapdisk's log"
+assert_eq 1 "$(tstat timeouts)" "timeouts"
+fault -c 0
+end
 td_stop "$TD_PID"
 TD_PID=
 
