@@ -307,6 +307,44 @@ bench-smoke:
 		BENCH_DATA=$(BUILD)/bench-smoke BENCH_OUT=$(BUILD)/bench-smoke \
 		bench/run $(BUILD)/default
 
+# ---- QEMU guest tests (tests/vm) --------------------------------------------
+# The kernel module in QEMU guests (TCG) running Debian's 6.1 kernel, and
+# 6.12 when installed: tests/vm/check-vm builds blktap2.ko for each and an
+# initramfs with the default build's programs, boots it and counts the
+# guest's VMTEST lines.  check-vm-long: the heavier variants.
+# check-vm-selftest: the rig's own checks (failures, hangs, panics are seen).
+# VM_TESTS='10-*,60-*' picks guest scripts.
+VM_TOOLS	:= $(BUILD)/default/tests/hostile-ring
+VM_PROGS	:= tapdisk tap-ctl vhd-util rig vm-tools
+
+.PHONY: vm-tools check-vm check-vm-long check-vm-selftest
+vm-tools: $(if $(filter default,$(VARIANT)),$(VM_TOOLS))
+	@:
+
+$(B)/tests/hostile-ring: $(call obj,tests/vm/hostile-ring.c)
+	@mkdir -p $(@D)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread $(LDLIBS)
+
+# $(call vm_layer,CHECK-VM-OPTIONS)
+define vm_layer
+	if $(SUBMAKE) VARIANT=default $(VM_PROGS); then \
+		RESULTS=$(abspath $(RESULTS)) tests/vm/check-vm $(1) \
+			$(if $(VM_TESTS),--tests '$(VM_TESTS)') || rc=1; \
+	else \
+		echo "FAIL: build (default)"; echo "0 1 0" >> $(RESULTS); rc=1; \
+	fi;
+endef
+
+check-vm: deps
+	$(begin) $(call vm_layer,) $(end)
+
+check-vm-long: deps
+	$(begin) $(call vm_layer,--long) $(end)
+
+check-vm-selftest: deps
+	$(begin) $(call vm_layer,--selftest) $(end)
+
 # ---- demo, install, clean ---------------------------------------------------
 .PHONY: demo install clean
 demo: deps

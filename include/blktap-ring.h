@@ -54,6 +54,7 @@
 #ifndef BLKTAP_RING_H
 #define BLKTAP_RING_H
 
+#include <linux/ioctl.h>
 #include <linux/types.h>
 
 #define BLKTAP_RING_MAGIC	0x32525442u	/* "BTR2" in memory, LE */
@@ -177,5 +178,79 @@ static inline __u64 blktap_ring_map_size(__u32 nr_slots, __u32 slot_bytes)
 {
 	return blktap_ring_data_offset(nr_slots) + (__u64)nr_slots * slot_bytes;
 }
+
+/*
+ * The kernel's devices (issue 4; the rig has no equivalent).
+ *
+ * /dev/xen/blktap-2/control (misc device): allocates and frees taps.
+ *   BLKTAP2_IOC_ALLOC_TAP	-> struct blktap2_alloc: the new tap's minor;
+ *				   /dev/xen/blktap-2/blktapN appears.
+ *   BLKTAP2_IOC_FREE_TAP	minor by value; EBUSY while its ring is open
+ *				or its block device exists.  Exception: a
+ *				tapdevN left behind by a tapdisk that died
+ *				(held or failing I/O) and that nobody has
+ *				open is removed with the tap.
+ *
+ * /dev/xen/blktap-2/blktapN (char device, one opener: the tapdisk):
+ *   BLKTAP_IOC_SETUP_RING	struct blktap_ring_setup: the kernel allocates
+ *				the ring, writes the header's front fields;
+ *				tapdisk then mmaps map_size bytes at 0.
+ *   BLKTAP_IOC_CREATE_DEVICE	struct blktap_device_params: make (or, after
+ *				a tapdisk died, re-attach) tapdevN; a
+ *				re-attach must give the same capacity, and
+ *				the held requests are reissued.
+ *   BLKTAP_IOC_REMOVE_DEVICE	flags by value (BLKTAP_REMOVE_FORCE): EBUSY
+ *				while tapdevN is open unless forced, which
+ *				fails outstanding I/O with EIO.  0 when
+ *				there is no tapdevN.
+ *   BLKTAP_IOC_KICK		responses were published (rsp_prod moved).
+ *				EIO once the ring is failed.
+ *   poll()			POLLIN when requests were published.
+ *				Level-triggered: while req_prod has passed
+ *				req_event (the back has not consumed them).
+ *   read()			optional: 8 bytes, the number of requests
+ *				published since the last read(), EAGAIN if
+ *				none; POLLIN stays off until the next one
+ *				(like an eventfd, for a back that leaves
+ *				requests on the ring on purpose).
+ * Only the process that mapped the ring may answer on it.
+ */
+#define BLKTAP_IOC_MAGIC	0xB7
+
+struct blktap2_alloc {
+	__u32	minor;		/* out */
+	__u32	reserved;
+};
+
+struct blktap_ring_setup {
+	__u32	nr_slots;	/* power of two, <= BLKTAP_RING_MAX_SLOTS */
+	__u32	slot_bytes;	/* page multiple, <= BLKTAP_RING_MAX_SLOT_BYTES */
+	__u64	map_size;	/* out: bytes to mmap */
+};
+
+struct blktap_device_params {
+	__u64	capacity;	/* 512-byte sectors */
+	__u32	sector_size;	/* logical: 512 or 4096 */
+	__u32	physical_sector_size;	/* >= sector_size, power of two;
+					 * 0: same as sector_size */
+	__u32	features;	/* BLKTAP_FEAT_* */
+	__u32	reserved;	/* zero */
+};
+
+#define BLKTAP_REMOVE_FORCE	0x1
+
+#define BLKTAP2_IOC_ALLOC_TAP	_IOR(BLKTAP_IOC_MAGIC, 1, struct blktap2_alloc)
+#define BLKTAP2_IOC_FREE_TAP	_IO(BLKTAP_IOC_MAGIC, 2)
+#define BLKTAP_IOC_SETUP_RING	_IOWR(BLKTAP_IOC_MAGIC, 10, \
+				      struct blktap_ring_setup)
+#define BLKTAP_IOC_CREATE_DEVICE _IOW(BLKTAP_IOC_MAGIC, 11, \
+				      struct blktap_device_params)
+#define BLKTAP_IOC_REMOVE_DEVICE _IO(BLKTAP_IOC_MAGIC, 12)
+#define BLKTAP_IOC_KICK		_IO(BLKTAP_IOC_MAGIC, 13)
+
+#define BLKTAP2_DEV_DIR		"/dev/xen/blktap-2"
+#define BLKTAP2_CONTROL		BLKTAP2_DEV_DIR "/control"
+#define BLKTAP2_RING_FMT	BLKTAP2_DEV_DIR "/blktap%u"
+#define BLKTAP2_TAPDEV_FMT	BLKTAP2_DEV_DIR "/tapdev%u"
 
 #endif /* BLKTAP_RING_H */

@@ -495,7 +495,8 @@ int tdc_list(struct td_ctl_info **out)
 		list[n].params[sizeof(list[n].params) - 1] = '\0';
 		n++;
 	}
-	qsort(list, n, sizeof(*list), cmp_info);
+	if (n)	/* list is NULL when empty: not for qsort() */
+		qsort(list, n, sizeof(*list), cmp_info);
 out:
 	closedir(dir);
 	free(req);

@@ -5,7 +5,6 @@
  * ("-" for no minor or no image), or an aligned table on a terminal.
  * The options filter; a filter that matches nothing prints nothing.
  */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,14 +12,8 @@
 
 #include "tap-ctl.h"
 
-static void usage(void)
-{
-	printf("usage: tap-ctl list [-p PID] [-m MINOR] [-t TYPE] [-f FILE] [-h]\n");
-}
-
 struct filter {
-	pid_t pid;		/* 0: any */
-	int minor;		/* -1: any */
+	struct tc_target t;	/* pid 0, minor -1: any */
 	const char *type;	/* NULL: any */
 	char file[TD_PARAMS_MAX]; /* "": any */
 };
@@ -29,9 +22,9 @@ static bool matches(const struct filter *f, const struct td_ctl_info *in)
 {
 	const char *colon = strchr(in->params, ':');
 
-	if (f->pid && in->pid != f->pid)
+	if (f->t.pid && in->pid != f->t.pid)
 		return false;
-	if (f->minor >= 0 && in->minor != f->minor)
+	if (f->t.minor >= 0 && in->minor != f->t.minor)
 		return false;
 	if (f->type && (!colon || strlen(f->type) != (size_t)(colon - in->params) ||
 			strncmp(in->params, f->type, strlen(f->type))))
@@ -69,51 +62,41 @@ static void print_lines(const struct td_ctl_info *list, int n)
 	}
 }
 
+/* -t and -f; -p and -m are tc_parse()'s. */
+static int list_flag(void *ctx, int opt, const char *arg)
+{
+	struct filter *f = ctx;
+
+	if (opt == 't') {
+		if (!tc_known_type(arg, strlen(arg)))
+			return tc_error(TC_EXIT_USAGE,
+					"unknown image type '%s' (known: aio, vhd, qcow, ram, vmdk)",
+					arg);
+		f->type = arg;
+		return 0;
+	}
+	/* Images are listed by absolute path: compare alike. */
+	if (!*arg || !tc_abspath(arg, f->file, sizeof(f->file)))
+		return tc_error(TC_EXIT_USAGE, "invalid file '%s'", arg);
+	return 0;
+}
+
+static const struct tc_cmdline cmdline = {
+	.usage = "usage: tap-ctl list [-p PID] [-m MINOR] [-t TYPE] [-f FILE] [-h]\n",
+	.flags = "t:f:",
+	.flag = list_flag,
+	.target = TC_TARGET_OPTIONAL,
+};
+
 int tap_ctl_list(int argc, char **argv)
 {
-	static struct filter f = { .minor = -1 };
+	static struct filter f;
 	struct td_ctl_info *list;
-	long v;
-	int c, n, kept = 0;
+	int n, kept = 0;
+	int rc = tc_parse(argc, argv, &cmdline, &f, &f.t);
 
-	while ((c = getopt(argc, argv, ":p:m:t:f:h")) != -1) {
-		switch (c) {
-		case 'p':
-			if (!tc_parse_long(optarg, 1, INT_MAX, &v))
-				return tc_error(TC_EXIT_USAGE,
-						"invalid pid '%s' (a positive number)",
-						optarg);
-			f.pid = (pid_t)v;
-			break;
-		case 'm':
-			if (!tc_parse_long(optarg, 0, TC_MINOR_MAX, &v))
-				return tc_error(TC_EXIT_USAGE,
-						"invalid minor '%s' (a number from 0 to %d)",
-						optarg, TC_MINOR_MAX);
-			f.minor = (int)v;
-			break;
-		case 't':
-			if (!tc_known_type(optarg, strlen(optarg)))
-				return tc_error(TC_EXIT_USAGE,
-						"unknown image type '%s' (known: aio, vhd, qcow, ram, vmdk)",
-						optarg);
-			f.type = optarg;
-			break;
-		case 'f':
-			/* Images are listed by absolute path: compare alike. */
-			if (!*optarg || !tc_abspath(optarg, f.file, sizeof(f.file)))
-				return tc_error(TC_EXIT_USAGE,
-						"invalid file '%s'", optarg);
-			break;
-		case 'h':
-			usage();
-			return TC_EXIT_OK;
-		default:
-			return tc_opt_error(c);
-		}
-	}
-	if (!tc_no_args(argc, argv))
-		return TC_EXIT_USAGE;
+	if (rc != TC_CONTINUE)
+		return rc;
 	n = tdc_list(&list);
 	if (n < 0)
 		return tc_fail();

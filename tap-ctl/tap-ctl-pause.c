@@ -5,50 +5,25 @@
  * own exit status, so scripts can tell it from a failure.
  */
 #include <errno.h>
-#include <stdio.h>
-#include <unistd.h>
 
 #include "tap-ctl.h"
 
-static void usage(void)
-{
-	printf("usage: tap-ctl pause -p PID -m MINOR [-h]\n"
-	       "exit status 3: the disk was already paused (nothing changed)\n");
-}
+static const struct tc_cmdline cmdline = {
+	.usage = "usage: tap-ctl pause -p PID -m MINOR [-h]\n"
+		 "exit status 3: the disk was already paused (nothing changed)\n",
+};
 
 int tap_ctl_pause(int argc, char **argv)
 {
-	static struct td_ctl_msg req, rep;
-	struct tc_target t = { .pid = -1, .minor = -1 };
-	int c, err;
+	struct tc_target t;
+	int rc = tc_parse(argc, argv, &cmdline, NULL, &t);
 
-	while ((c = getopt(argc, argv, ":p:m:h")) != -1) {
-		switch (c) {
-		case 'p':
-		case 'm':
-			err = tc_target_opt(&t, c, optarg);
-			if (err)
-				return err;
-			break;
-		case 'h':
-			usage();
-			return TC_EXIT_OK;
-		default:
-			return tc_opt_error(c);
-		}
-	}
-	if (!tc_no_args(argc, argv))
-		return TC_EXIT_USAGE;
-	err = tc_target_done(&t);
-	if (err)
-		return err;
-	req.type = TD_CTL_PAUSE;
-	err = tc_request(&t, &req, &rep);
-	if (err == -EALREADY)
+	if (rc != TC_CONTINUE)
+		return rc;
+	rc = tc_request(&t, TD_CTL_PAUSE, NULL, NULL);
+	if (rc == -EALREADY)
 		return tc_error(TC_EXIT_ALREADY,
 				"minor %d of tapdisk %d is already paused (nothing changed)",
 				t.minor, (int)t.pid);
-	if (err < 0)
-		return tc_fail();
-	return TC_EXIT_OK;
+	return rc < 0 ? tc_fail() : TC_EXIT_OK;
 }

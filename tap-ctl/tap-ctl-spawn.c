@@ -1,28 +1,21 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* tap-ctl spawn: start a tapdisk and print its pid. */
 #include <stdio.h>
-#include <unistd.h>
 
 #include "tap-ctl.h"
 
-static void usage(void)
-{
-	printf("usage: tap-ctl spawn [-h]\n");
-}
+static const struct tc_cmdline cmdline = {
+	.usage = "usage: tap-ctl spawn [-h]\n",
+	.target = TC_TARGET_NONE,
+};
 
 int tap_ctl_spawn(int argc, char **argv)
 {
+	int rc = tc_parse(argc, argv, &cmdline, NULL, NULL);
 	pid_t pid;
-	int c;
 
-	while ((c = getopt(argc, argv, ":h")) != -1) {
-		if (c != 'h')
-			return tc_opt_error(c);
-		usage();
-		return TC_EXIT_OK;
-	}
-	if (!tc_no_args(argc, argv))
-		return TC_EXIT_USAGE;
+	if (rc != TC_CONTINUE)
+		return rc;
 	pid = tdc_spawn();
 	if (pid < 0)
 		return tc_fail();

@@ -2,17 +2,15 @@
 /* tap-ctl stats: a disk's counters as JSON (built with json-c). */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "blktap-ring.h"
 #include "tap-ctl.h"
 
-static void usage(void)
-{
-	printf("usage: tap-ctl stats -p PID -m MINOR [-h]\n");
-}
+static const struct tc_cmdline cmdline = {
+	.usage = "usage: tap-ctl stats -p PID -m MINOR [-h]\n",
+};
 
 static void add_u64(json_object *o, const char *key, uint64_t v)
 {
@@ -99,34 +97,16 @@ static json_object *stats_json(pid_t pid, const struct td_ctl_stats *st)
 
 int tap_ctl_stats(int argc, char **argv)
 {
-	static struct td_ctl_msg req, rep;
-	struct tc_target t = { .pid = -1, .minor = -1 };
+	static struct td_ctl_msg rep;
+	struct tc_target t;
 	json_object *o;
-	int c, err;
+	int rc = tc_parse(argc, argv, &cmdline, NULL, &t);
 
-	while ((c = getopt(argc, argv, ":p:m:h")) != -1) {
-		switch (c) {
-		case 'p':
-		case 'm':
-			err = tc_target_opt(&t, c, optarg);
-			if (err)
-				return err;
-			break;
-		case 'h':
-			usage();
-			return TC_EXIT_OK;
-		default:
-			return tc_opt_error(c);
-		}
-	}
-	if (!tc_no_args(argc, argv))
-		return TC_EXIT_USAGE;
-	err = tc_target_done(&t);
-	if (err)
-		return err;
-	req.type = TD_CTL_STATS;
-	if (tc_request(&t, &req, &rep) < 0)
-		return tc_fail();
+	if (rc != TC_CONTINUE)
+		return rc;
+	rc = tc_send(&t, TD_CTL_STATS, NULL, &rep);
+	if (rc)
+		return rc;
 	o = stats_json(t.pid, &rep.body.stats);
 	printf("%s\n", json_object_to_json_string_ext(o,
 			JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |

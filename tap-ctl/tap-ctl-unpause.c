@@ -1,56 +1,33 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* tap-ctl unpause: reopen the images (or, with -a, a new leaf) and resume. */
-#include <stdio.h>
-#include <unistd.h>
-
 #include "tap-ctl.h"
 
-static void usage(void)
+/* -a: the image to resume on. */
+static int unpause_flag(void *ctx, int opt, const char *arg)
 {
-	printf("usage: tap-ctl unpause -p PID -m MINOR [-a TYPE:/PATH] [-h]\n"
-	       "  -a  resume on this image (same size) instead of the old one\n");
+	(void)opt;
+	*(const char **)ctx = arg;
+	return 0;
 }
+
+static const struct tc_cmdline cmdline = {
+	.usage = "usage: tap-ctl unpause -p PID -m MINOR [-a TYPE:/PATH] [-h]\n"
+		 "  -a  resume on this image (same size) instead of the old one\n",
+	.flags = "a:",
+	.flag = unpause_flag,
+};
 
 int tap_ctl_unpause(int argc, char **argv)
 {
-	static struct td_ctl_msg req, rep;
-	struct tc_target t = { .pid = -1, .minor = -1 };
-	char params[TD_PARAMS_MAX] = "";
+	static struct td_ctl_msg req;
 	const char *image = NULL;
-	int c, err;
+	struct tc_target t;
+	int rc = tc_parse(argc, argv, &cmdline, &image, &t);
 
-	while ((c = getopt(argc, argv, ":p:m:a:h")) != -1) {
-		switch (c) {
-		case 'p':
-		case 'm':
-			err = tc_target_opt(&t, c, optarg);
-			if (err)
-				return err;
-			break;
-		case 'a':
-			image = optarg;
-			break;
-		case 'h':
-			usage();
-			return TC_EXIT_OK;
-		default:
-			return tc_opt_error(c);
-		}
-	}
-	if (!tc_no_args(argc, argv))
-		return TC_EXIT_USAGE;
-	err = tc_target_done(&t);
-	if (err)
-		return err;
-	if (image) {
-		err = tc_image_arg(image, params, sizeof(params));
-		if (err)
-			return err;
-	}
-	if (tdc_set_params(&req.body.open, params) < 0)
-		return tc_error(TC_EXIT_USAGE, "%s", tdc_errmsg());
-	req.type = TD_CTL_UNPAUSE;
-	if (tc_request(&t, &req, &rep) < 0)
-		return tc_fail();
-	return TC_EXIT_OK;
+	if (rc != TC_CONTINUE)
+		return rc;
+	rc = tc_open_params(&req.body.open, image);
+	if (rc)
+		return rc;
+	return tc_send(&t, TD_CTL_UNPAUSE, &req, NULL);
 }

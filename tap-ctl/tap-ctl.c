@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * tap-ctl: control tapdisks.  The verbs are a table, one file each; the
- * kernel verbs (create, destroy, allocate, free, major, check) will be one
- * line here and one file each.
+ * kernel verbs (create, destroy, allocate, free, major, check) share
+ * kernel.c.
  */
 #include <errno.h>
 #include <limits.h>
@@ -31,6 +31,13 @@ static const struct verb verbs[] = {
 	{ "pause", tap_ctl_pause, "-p pid -m minor" },
 	{ "unpause", tap_ctl_unpause, "-p pid -m minor [-a type:/path]" },
 	{ "stats", tap_ctl_stats, "-p pid -m minor" },
+	{ "allocate", tap_ctl_allocate, "[-d devname]" },
+	{ "free", tap_ctl_free, "-m minor" },
+	{ "create", tap_ctl_create,
+	  "-a type:/path [-d devname] [-R] [-e minor] [-t secs] [-D]" },
+	{ "destroy", tap_ctl_destroy, "-p pid -m minor" },
+	{ "major", tap_ctl_major, "" },
+	{ "check", tap_ctl_check, "" },
 };
 
 #define NR_VERBS	(sizeof(verbs) / sizeof(verbs[0]))
@@ -71,26 +78,6 @@ int tc_fail(void)
 	return tc_error(TC_EXIT_FAIL, "%s", m && *m ? m : "failed");
 }
 
-int tc_opt_error(int opt)
-{
-	if (opt == ':')
-		return tc_error(TC_EXIT_USAGE, "option -%c needs an argument",
-				optopt);
-	if (optopt)
-		return tc_error(TC_EXIT_USAGE, "unknown option -%c", optopt);
-	return tc_error(TC_EXIT_USAGE, "unknown option");
-}
-
-bool tc_no_args(int argc, char **argv)
-{
-	if (optind < argc) {
-		tc_error(TC_EXIT_USAGE, "unexpected argument '%s'",
-			 argv[optind]);
-		return false;
-	}
-	return true;
-}
-
 bool tc_parse_long(const char *s, long min, long max, long *out)
 {
 	char *end;
@@ -105,35 +92,6 @@ bool tc_parse_long(const char *s, long min, long max, long *out)
 		return false;
 	*out = v;
 	return true;
-}
-
-int tc_target_opt(struct tc_target *t, int opt, const char *arg)
-{
-	long v;
-
-	if (opt == 'p') {
-		if (!tc_parse_long(arg, 1, INT_MAX, &v))
-			return tc_error(TC_EXIT_USAGE,
-					"invalid pid '%s' (a positive number)",
-					arg);
-		t->pid = (pid_t)v;
-		return 0;
-	}
-	if (!tc_parse_long(arg, 0, TC_MINOR_MAX, &v))
-		return tc_error(TC_EXIT_USAGE,
-				"invalid minor '%s' (a number from 0 to %d)",
-				arg, TC_MINOR_MAX);
-	t->minor = (int)v;
-	return 0;
-}
-
-int tc_target_done(const struct tc_target *t)
-{
-	if (t->pid <= 0)
-		return tc_error(TC_EXIT_USAGE, "missing -p pid");
-	if (t->minor < 0)
-		return tc_error(TC_EXIT_USAGE, "missing -m minor");
-	return 0;
 }
 
 bool tc_known_type(const char *type, size_t len)
@@ -161,7 +119,7 @@ bool tc_abspath(const char *path, char *out, size_t size)
 	return n >= 0 && (size_t)n < size;
 }
 
-int tc_image_arg(const char *arg, char *out, size_t size)
+static int image_arg(const char *arg, char *out, size_t size)
 {
 	const char *colon = strchr(arg, ':');
 	char path[TD_PARAMS_MAX];
@@ -190,11 +148,119 @@ int tc_image_arg(const char *arg, char *out, size_t size)
 	return 0;
 }
 
-int tc_request(const struct tc_target *t, struct td_ctl_msg *req,
-	       struct td_ctl_msg *rep)
+int tc_open_params(struct td_ctl_open *o, const char *image)
 {
+	char params[TD_PARAMS_MAX] = "";
+	int err;
+
+	if (image) {
+		err = image_arg(image, params, sizeof(params));
+		if (err)
+			return err;
+	}
+	if (tdc_set_params(o, params) < 0)
+		return tc_error(TC_EXIT_USAGE, "%s", tdc_errmsg());
+	return 0;
+}
+
+/* The end of the getopt loop (option strings start with ':'). */
+static int opt_error(int opt)
+{
+	if (opt == ':')
+		return tc_error(TC_EXIT_USAGE, "option -%c needs an argument",
+				optopt);
+	if (optopt)
+		return tc_error(TC_EXIT_USAGE, "unknown option -%c", optopt);
+	return tc_error(TC_EXIT_USAGE, "unknown option");
+}
+
+static int target_opt(struct tc_target *t, int opt, const char *arg)
+{
+	long v;
+
+	if (opt == 'p') {
+		if (!tc_parse_long(arg, 1, INT_MAX, &v))
+			return tc_error(TC_EXIT_USAGE,
+					"invalid pid '%s' (a positive number)",
+					arg);
+		t->pid = (pid_t)v;
+		return 0;
+	}
+	if (!tc_parse_long(arg, 0, TC_MINOR_MAX, &v))
+		return tc_error(TC_EXIT_USAGE,
+				"invalid minor '%s' (a number from 0 to %d)",
+				arg, TC_MINOR_MAX);
+	t->minor = (int)v;
+	return 0;
+}
+
+int tc_parse(int argc, char **argv, const struct tc_cmdline *cl, void *ctx,
+	     struct tc_target *t)
+{
+	bool target = cl->target != TC_TARGET_NONE;
+	char optstring[32];
+	int c, n, err;
+
+	n = snprintf(optstring, sizeof(optstring), ":%s%sh",
+		     target ? "p:m:" : "", cl->flags ? cl->flags : "");
+	if (n < 0 || (size_t)n >= sizeof(optstring))
+		return tc_error(TC_EXIT_FAIL, "internal error: too many flags");
+	if (target)
+		*t = (struct tc_target){ .pid = 0, .minor = -1 };
+	while ((c = getopt(argc, argv, optstring)) != -1) {
+		if (c == 'h') {
+			fputs(cl->usage, stdout);
+			return TC_EXIT_OK;
+		}
+		if (c == '?' || c == ':')
+			return opt_error(c);
+		if (target && (c == 'p' || c == 'm'))
+			err = target_opt(t, c, optarg);
+		else
+			err = cl->flag(ctx, c, optarg);
+		if (err)
+			return err;
+	}
+	if (optind < argc)
+		return tc_error(TC_EXIT_USAGE, "unexpected argument '%s'",
+				argv[optind]);
+	if (cl->target == TC_TARGET_REQUIRED && t->pid <= 0)
+		return tc_error(TC_EXIT_USAGE, "missing -p pid");
+	if (cl->target == TC_TARGET_REQUIRED && t->minor < 0)
+		return tc_error(TC_EXIT_USAGE, "missing -m minor");
+	return TC_CONTINUE;
+}
+
+int tc_request(const struct tc_target *t, uint16_t type,
+	       struct td_ctl_msg *req, struct td_ctl_msg *rep)
+{
+	/* Most requests have no body and most replies say only "done". */
+	static struct td_ctl_msg empty, unused;
+
+	if (!req) {
+		memset(&empty, 0, sizeof(empty));
+		req = &empty;
+	}
+	req->type = type;
 	req->minor = t->minor;
-	return tdc_request(t->pid, req, rep);
+	return tdc_request(t->pid, req, rep ? rep : &unused);
+}
+
+int tc_send(const struct tc_target *t, uint16_t type, struct td_ctl_msg *req,
+	    struct td_ctl_msg *rep)
+{
+	return tc_request(t, type, req, rep) < 0 ? tc_fail() : TC_EXIT_OK;
+}
+
+int tc_target_verb(int argc, char **argv, const struct tc_cmdline *cl,
+		   uint16_t type)
+{
+	struct tc_target t;
+	int rc = tc_parse(argc, argv, cl, NULL, &t);
+
+	if (rc != TC_CONTINUE)
+		return rc;
+	return tc_send(&t, type, NULL, NULL);
 }
 
 int main(int argc, char **argv)

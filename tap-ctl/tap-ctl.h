@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "client.h"
@@ -32,6 +33,13 @@ int tap_ctl_pause(int argc, char **argv);
 int tap_ctl_unpause(int argc, char **argv);
 int tap_ctl_list(int argc, char **argv);
 int tap_ctl_stats(int argc, char **argv);
+/* The kernel verbs (tap-ctl/kernel.h). */
+int tap_ctl_allocate(int argc, char **argv);
+int tap_ctl_free(int argc, char **argv);
+int tap_ctl_create(int argc, char **argv);
+int tap_ctl_destroy(int argc, char **argv);
+int tap_ctl_major(int argc, char **argv);
+int tap_ctl_check(int argc, char **argv);
 
 /* The verb being run, for messages. */
 extern const char *tc_verb;
@@ -41,36 +49,68 @@ int tc_error(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* A failed client call: its message, exit status TC_EXIT_FAIL. */
 int tc_fail(void);
-/* The end of each getopt loop (option strings start with ':'). */
-int tc_opt_error(int opt);
-/* No arguments may follow the options. */
-bool tc_no_args(int argc, char **argv);
 
 /* Strict numbers: the whole string, decimal, in [min, max]. */
 bool tc_parse_long(const char *s, long min, long max, long *out);
 
-/* -p and -m, parsed and required by the verbs that address one disk. */
+/* The disk a verb addresses: -p and -m.  0 and -1 when not given. */
 struct tc_target {
 	pid_t	pid;
 	int	minor;
 };
-/* Handle option @opt (p or m) of @t; returns 0 or an exit status. */
-int tc_target_opt(struct tc_target *t, int opt, const char *arg);
-/* After getopt: both were given.  0 or an exit status (message printed). */
-int tc_target_done(const struct tc_target *t);
 
 /*
- * Check "type:path" (a known type, a path) and make the path absolute
- * (tapdisk runs in "/").  0 or an exit status (message printed).
+ * A verb's command line: its own flags besides -p, -m and -h, which
+ * tc_parse() handles for every verb.
  */
-int tc_image_arg(const char *arg, char *out, size_t size);
+struct tc_cmdline {
+	const char	*usage;		/* printed by -h */
+	const char	*flags;		/* the verb's own getopt letters */
+	/* One of @flags (with @arg if it takes one); 0 or an exit status. */
+	int		(*flag)(void *ctx, int opt, const char *arg);
+	enum {
+		TC_TARGET_REQUIRED,	/* -p and -m, both needed */
+		TC_TARGET_OPTIONAL,	/* -p and -m, both optional */
+		TC_TARGET_NONE,		/* no -p, no -m */
+	} target;
+};
+
+/* tc_parse(): the command line is good, go on. */
+#define TC_CONTINUE		(-1)
+
+/*
+ * Parse argv as @cl says, -p and -m into @t (NULL for TC_TARGET_NONE),
+ * the verb's own flags through cl->flag(@ctx, ...).  No arguments may
+ * follow the options.  TC_CONTINUE, or the exit status to return now
+ * (message printed; -h: usage printed, TC_EXIT_OK).
+ */
+int tc_parse(int argc, char **argv, const struct tc_cmdline *cl, void *ctx,
+	     struct tc_target *t);
+
+/*
+ * Fill @o's image from a "type:path" argument (NULL: none): a known type,
+ * a path, made absolute (tapdisk runs in "/").  0 or an exit status
+ * (message printed).
+ */
+int tc_open_params(struct td_ctl_open *o, const char *image);
 /* Is @type (up to @len bytes) one of the known image types? */
 bool tc_known_type(const char *type, size_t len);
 /* Make @path absolute against the working directory; false if too long. */
 bool tc_abspath(const char *path, char *out, size_t size);
 
-/* One request to @t; 0 or a negative errno (tdc_errmsg() says why). */
-int tc_request(const struct tc_target *t, struct td_ctl_msg *req,
-	       struct td_ctl_msg *rep);
+/*
+ * Send a request of @type to @t.  @req carries the body (NULL: none) and
+ * @rep receives the reply (NULL: not wanted).  tc_request() returns 0 or
+ * a negative errno (tdc_errmsg() says why); tc_send() returns the exit
+ * status, the reason printed on failure.
+ */
+int tc_request(const struct tc_target *t, uint16_t type,
+	       struct td_ctl_msg *req, struct td_ctl_msg *rep);
+int tc_send(const struct tc_target *t, uint16_t type, struct td_ctl_msg *req,
+	    struct td_ctl_msg *rep);
+
+/* A whole verb that is only its command line and a bodiless request. */
+int tc_target_verb(int argc, char **argv, const struct tc_cmdline *cl,
+		   uint16_t type);
 
 #endif

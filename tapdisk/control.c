@@ -44,7 +44,7 @@ struct conn {
 	int		fd;
 	int		loop_id;
 	bool		reading;	/* EPOLLIN is being watched */
-	/* The pending request, for its reply. */
+	/* The request being answered (or pending), for its reply. */
 	uint16_t	type;
 	uint32_t	cookie;
 	int32_t		minor;
@@ -99,13 +99,13 @@ static void conn_send(struct conn *c, size_t body)
 	}
 }
 
-static void reply_init(uint16_t type, uint32_t cookie, int32_t minor)
+static void reply_init(const struct conn *c)
 {
 	/* Only the header: bodies are filled (and sized) by the caller. */
 	memset(&ctl.tx, 0, TD_CTL_HDR_SIZE);
-	ctl.tx.type = type;
-	ctl.tx.cookie = cookie;
-	ctl.tx.minor = minor;
+	ctl.tx.type = c->type;
+	ctl.tx.cookie = c->cookie;
+	ctl.tx.minor = c->minor;
 }
 
 /*
@@ -121,17 +121,23 @@ static const char *failure_reason(int err)
 	return m;
 }
 
-/* Reply with @err (< 0) and a reason: @why, else failure_reason(). */
-static void reply_error(struct conn *c, uint16_t type, uint32_t cookie,
-			int32_t minor, int err, const char *why)
+/*
+ * Reply to c's request: done (@err >= 0, no body), or failed with @err
+ * and a reason, @why or else failure_reason().
+ */
+static void reply_status(struct conn *c, int err, const char *why)
 {
 	char *msg = ctl.tx.body.error.msg;
 
-	if (err >= 0 || err < -4095)
+	reply_init(c);
+	if (err >= 0) {
+		conn_send(c, 0);
+		return;
+	}
+	if (err < -4095)
 		err = -EIO;
 	if (!why || !*why)
 		why = failure_reason(err);
-	reply_init(type, cookie, minor);
 	ctl.tx.status = err;
 	memset(msg, 0, TD_ERRMSG_MAX);
 	snprintf(msg, TD_ERRMSG_MAX, "%s", why);
@@ -140,17 +146,6 @@ static void reply_error(struct conn *c, uint16_t type, uint32_t cookie,
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	conn_send(c, sizeof(ctl.tx.body.error));
-}
-
-static void reply_status(struct conn *c, int err)
-{
-	if (err < 0) {
-		reply_error(c, ctl.rx.type, ctl.rx.cookie, ctl.rx.minor, err,
-			    NULL);
-		return;
-	}
-	reply_init(ctl.rx.type, ctl.rx.cookie, ctl.rx.minor);
-	conn_send(c, 0);
 }
 
 /* ---- connections ----------------------------------------------------- */
@@ -193,16 +188,14 @@ static void op_done(void *arg, int err)
 	if (c->state != CONN_PENDING)
 		return;		/* reported already (the call failed) */
 	c->state = CONN_OPEN;
-	if (err < 0) {
-		char why[TD_ERRMSG_MAX] = "";
+	if (err == -EALREADY && c->type == TD_CTL_PAUSE) {
+		char why[TD_ERRMSG_MAX];
 
-		if (err == -EALREADY && c->type == TD_CTL_PAUSE)
-			snprintf(why, sizeof(why), "minor %d is already paused",
-				 (int)c->minor);
-		reply_error(c, c->type, c->cookie, c->minor, err, why);
+		snprintf(why, sizeof(why), "minor %d is already paused",
+			 (int)c->minor);
+		reply_status(c, err, why);
 	} else {
-		reply_init(c->type, c->cookie, c->minor);
-		conn_send(c, 0);
+		reply_status(c, err, NULL);
 	}
 	if (c->state == CONN_OPEN)
 		conn_watch(c, true);
@@ -213,9 +206,6 @@ static void dispatch_async(struct conn *c)
 {
 	int err;
 
-	c->type = ctl.rx.type;
-	c->cookie = ctl.rx.cookie;
-	c->minor = ctl.rx.minor;
 	c->state = CONN_PENDING;
 	if (c->type == TD_CTL_PAUSE)
 		err = vbd_pause(c->minor, op_done, c);
@@ -252,14 +242,14 @@ static void dispatch(struct conn *c, int *fds, int nfds)
 	td_set_error("%s", "");
 	switch (ctl.rx.type) {
 	case TD_CTL_INFO:
-		reply_init(ctl.rx.type, ctl.rx.cookie, minor);
+		reply_init(c);
 		memset(&ctl.tx.body.info, 0, sizeof(ctl.tx.body.info));
 		vbd_info(&ctl.tx.body.info);
 		ctl.tx.body.info.pid = getpid();
 		conn_send(c, sizeof(ctl.tx.body.info));
 		return;
 	case TD_CTL_STATS:
-		reply_init(ctl.rx.type, ctl.rx.cookie, minor);
+		reply_init(c);
 		err = do_stats();
 		if (err < 0)
 			break;
@@ -304,7 +294,7 @@ static void dispatch(struct conn *c, int *fds, int nfds)
 	if (err < 0)
 		td_info("control: request %u for minor %d failed: %s",
 			ctl.rx.type, (int)minor, failure_reason(err));
-	reply_status(c, err);
+	reply_status(c, err, NULL);
 }
 
 /* Every SCM_RIGHTS descriptor of @msg: @max kept in @fds, the rest closed. */
@@ -398,10 +388,13 @@ static bool conn_read_one(struct conn *c)
 		err = td_ctl_validate(&ctl.rx, (size_t)n,
 				      nfds, why, sizeof(why));
 	}
+	/* The reply echoes these, even for a request refused here. */
+	c->type = ctl.rx.type;
+	c->cookie = ctl.rx.cookie;
+	c->minor = ctl.rx.minor;
 	if (err < 0) {
 		td_warn("control: refused a message from fd %d: %s", c->fd, why);
-		reply_error(c, ctl.rx.type, ctl.rx.cookie, ctl.rx.minor, err,
-			    why);
+		reply_status(c, err, why);
 	} else {
 		dispatch(c, fds, nfds);
 	}
@@ -413,22 +406,16 @@ static void conn_event(void *arg, uint32_t events)
 {
 	struct conn *c = arg;
 
-	if (c->state == CONN_PENDING) {
-		/* Not reading: only a hangup or an error brings us here. */
-		if (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
-			conn_close(c);
+	if (c->state == CONN_OPEN && (events & EPOLLIN)) {
+		/* Drain the queue: the loop's trigger mode does not matter. */
+		while (conn_read_one(c))
+			;
 		return;
 	}
-	if (c->state != CONN_OPEN)
-		return;
-	if (!(events & EPOLLIN)) {
-		if (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
-			conn_close(c);
-		return;
-	}
-	/* Drain what is queued, so the loop's trigger mode does not matter. */
-	while (conn_read_one(c))
-		;
+	/* Pending (not reading) or nothing to read: only a hangup matters. */
+	if ((c->state == CONN_OPEN || c->state == CONN_PENDING) &&
+	    (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)))
+		conn_close(c);
 }
 
 static bool peer_allowed(int fd)
@@ -540,9 +527,24 @@ static int remove_stale(const char *path)
 	return 0;
 }
 
+/* Undo what td_control_init() set up of the listening socket. */
+static void listener_close(void)
+{
+	if (ctl.lid >= 0)
+		td_loop_del_fd(ctl.lid);
+	if (ctl.lfd >= 0)
+		close(ctl.lfd);
+	if (ctl.path[0])
+		unlink(ctl.path);
+	ctl.lid = -1;
+	ctl.lfd = -1;
+	ctl.path[0] = '\0';
+}
+
 int td_control_init(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char final[sizeof(sa.sun_path)];
 	const char *dir = ctl_dir();
 	const char *faults;
 	mode_t old;
@@ -553,17 +555,25 @@ int td_control_init(void)
 	if (dir[0] != '/')
 		return td_fail(EINVAL, "%s=%s is not an absolute path",
 			       TD_CTL_DIR_ENV, dir);
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s%d", dir,
-		     TD_CTL_PREFIX, (int)getpid());
-	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+	/*
+	 * Bound under a temporary name and renamed once listening, so that
+	 * a client never finds the socket before it accepts connections.
+	 */
+	n = snprintf(final, sizeof(final), "%s/%s%d", dir, TD_CTL_PREFIX,
+		     (int)getpid());
+	if (n < 0 || (size_t)n + 4 >= sizeof(sa.sun_path))
 		return td_fail(ENAMETOOLONG,
 			       "socket path %s/%s%d is too long (at most %zu bytes)",
 			       dir, TD_CTL_PREFIX, (int)getpid(),
-			       sizeof(sa.sun_path) - 1);
+			       sizeof(sa.sun_path) - 5);
+	memcpy(sa.sun_path, final, (size_t)n);
+	memcpy(sa.sun_path + n, ".new", 5);
 	err = prepare_dir(dir);
 	if (err)
 		return err;
-	err = remove_stale(sa.sun_path);
+	err = remove_stale(final);
+	if (!err)
+		err = remove_stale(sa.sun_path);
 	if (err)
 		return err;
 
@@ -578,20 +588,27 @@ int td_control_init(void)
 	if (err < 0) {
 		err = td_fail(errno, "cannot bind %s: %s", sa.sun_path,
 			      strerror(errno));
-		goto fail_close;
+		goto fail;
 	}
 	memcpy(ctl.path, sa.sun_path, sizeof(ctl.path));
 	if (listen(ctl.lfd, TD_CTL_MAX_CLIENTS) < 0) {
 		err = td_fail(errno, "cannot listen on %s: %s", ctl.path,
 			      strerror(errno));
-		goto fail_unlink;
+		goto fail;
 	}
-	ctl.lid = td_loop_add_fd(ctl.lfd, EPOLLIN, accept_event, NULL);
-	if (ctl.lid < 0) {
-		err = td_fail(-ctl.lid, "cannot watch the control socket: %s",
-			      strerror(-ctl.lid));
-		goto fail_unlink;
+	if (rename(sa.sun_path, final) < 0) {
+		err = td_fail(errno, "cannot rename %s to %s: %s", sa.sun_path,
+			      final, strerror(errno));
+		goto fail;
 	}
+	memcpy(ctl.path, final, sizeof(ctl.path));
+	err = td_loop_add_fd(ctl.lfd, EPOLLIN, accept_event, NULL);
+	if (err < 0) {
+		err = td_fail(-err, "cannot watch the control socket: %s",
+			      strerror(-err));
+		goto fail;
+	}
+	ctl.lid = err;
 	for (int i = 0; i < TD_CTL_MAX_CLIENTS; i++) {
 		ctl.conn[i].state = CONN_FREE;
 		ctl.conn[i].fd = -1;
@@ -604,12 +621,8 @@ int td_control_init(void)
 		ctl.faults ? " (fault injection enabled)" : "");
 	return 0;
 
-fail_unlink:
-	unlink(ctl.path);
-	ctl.path[0] = '\0';
-fail_close:
-	close(ctl.lfd);
-	ctl.lfd = -1;
+fail:
+	listener_close();
 	return err;
 }
 
@@ -624,11 +637,6 @@ void td_control_fini(void)
 		/* Late completions find a free slot and are ignored. */
 		c->state = CONN_FREE;
 	}
-	td_loop_del_fd(ctl.lid);
-	close(ctl.lfd);
-	unlink(ctl.path);
-	ctl.lfd = -1;
-	ctl.lid = -1;
-	ctl.path[0] = '\0';
+	listener_close();
 	ctl.up = false;
 }

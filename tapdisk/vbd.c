@@ -41,7 +41,6 @@
 #define MAX_CHAIN		256	/* as libvhd's VHD_MAX_CHAIN */
 #define NFS_MAGIC		0x6969	/* statfs f_type of NFS */
 #define RETRY_EIO_ENV		"TAPDISK_RETRY_EIO"	/* 1: EIO is transient */
-#define KERNEL_RING_FMT		"/dev/xen/blktap-2/blktap%d"
 
 struct td_vreq {
 	uint64_t	id;
@@ -284,6 +283,20 @@ static void publish_disk(void)
 {
 	if (vbd.leaf)
 		td_ring_set_disk(vbd.capacity, 512, disk_features());
+}
+
+/*
+ * The kernel's tapdevN, once the disk is both attached to the kernel's
+ * ring and open.  4 KiB physical sectors, when the size allows, keep file
+ * systems' I/O aligned to what O_DIRECT and VHD bitmaps like best.
+ */
+static int create_kernel_device(void)
+{
+	if (!td_ring_is_kernel() || !vbd.leaf)
+		return 0;
+	return td_ring_create_device(vbd.capacity, 512,
+				     vbd.capacity % 8 ? 512 : 4096,
+				     disk_features());
 }
 
 /*
@@ -739,8 +752,9 @@ static int validate_request(const struct blktap_ring_request *req)
 		return -EINVAL;
 	if ((req->flags & BLKTAP_REQ_FUA) && req->op != BLKTAP_OP_WRITE)
 		return -EINVAL;
+	/* A flush has no range; Linux's own flush requests say sector -1. */
 	if (req->op == BLKTAP_OP_FLUSH)
-		return req->nr_sectors || req->sector ? -EINVAL : 0;
+		return req->nr_sectors ? -EINVAL : 0;
 	if (req->nr_sectors == 0)
 		return -EINVAL;
 	if ((req->op == BLKTAP_OP_READ || req->op == BLKTAP_OP_WRITE) &&
@@ -941,6 +955,14 @@ int vbd_close(int minor, bool force, vbd_done_fn done, void *arg)
 		return err;
 	if (!(vbd.state & TD_STATE_OPEN))
 		return td_fail(EINVAL, "minor %d has no image open", minor);
+	if (vbd.nr_waiters == MAX_PAUSE_WAITERS)
+		return td_fail(EBUSY, "too many callers waiting for the drain");
+	/* The kernel refuses while tapdevN is open: then nothing changes. */
+	if (td_ring_is_kernel()) {
+		err = td_ring_remove_device(force);
+		if (err)
+			return err;
+	}
 	err = add_waiter(done, arg);
 	if (err)
 		return err;
@@ -1001,8 +1023,8 @@ int vbd_open(int minor, const char *params, uint32_t flags,
 		return td_fail(EBUSY, "minor %d already has %s open",
 			       vbd.minor, vbd.params ? vbd.params : "an image");
 	if (flags & TD_OPEN_SECONDARY || secondary >= 0)
-		return td_fail(EOPNOTSUPP, "a parent served by minor %d (-e) "
-			       "needs the blktap2 kernel device", secondary);
+		return td_fail(EOPNOTSUPP, "serving a parent from minor %d (-e) "
+			       "is not supported by this tapdisk", secondary);
 	err = bind_minor(minor);
 	if (err)
 		return err;
@@ -1014,6 +1036,16 @@ int vbd_open(int minor, const char *params, uint32_t flags,
 	vbd.open_flags = flags;
 	vbd.timeout_s = timeout_s ? timeout_s : TD_DEFAULT_TIMEOUT_S;
 	vbd.capacity = vbd.leaf->sectors;
+	/* No request can be in flight before tapdevN exists. */
+	err = create_kernel_device();
+	if (err) {
+		close_images();
+		free(vbd.params);
+		vbd.params = NULL;
+		vbd.capacity = 0;
+		unbind_if_unused();
+		return err;
+	}
 	vbd.state |= TD_STATE_OPEN;
 	configure_eio(vbd.leaf);
 	memset(vbd.domains, 0, sizeof(vbd.domains));
@@ -1066,6 +1098,13 @@ int vbd_unpause(int minor, const char *params)
 	vbd.state &= ~(uint32_t)TD_STATE_PAUSED;
 	configure_eio(vbd.leaf);
 	publish_disk();
+	/*
+	 * tapdevN exists (EEXIST) unless the ring was attached while paused;
+	 * the images are open again either way, so a refusal only warns.
+	 */
+	err = create_kernel_device();
+	if (err && err != -EEXIST)
+		td_warn("unpause: %s", td_errmsg());
 	td_info("unpaused on %s", vbd.params);
 	td_ring_set_consuming(true);
 	return 0;
@@ -1100,16 +1139,31 @@ int vbd_attach_fds(int minor, int memfd, int kick_fd, int notify_fd)
 
 int vbd_attach_kernel(int minor)
 {
-	char path[64];
+	int err = bind_minor(minor);
 
-	if (minor < 0)
-		return td_fail(EINVAL, "minor %d is not valid", minor);
-	snprintf(path, sizeof(path), KERNEL_RING_FMT, minor);
-	if (access(path, F_OK) < 0)
-		return td_fail(ENODEV, "no ring device %s: is the blktap2 "
-			       "kernel module loaded?", path);
-	return td_fail(EOPNOTSUPP, "%s exists, but this tapdisk has no "
-		       "kernel ring transport yet", path);
+	if (err)
+		return err;
+	err = td_ring_attach_kernel((unsigned int)minor, 0, 0, ring_request);
+	if (err) {
+		unbind_if_unused();
+		return err;
+	}
+	publish_disk();
+	/* Opened before the ring came: tapdevN can be made now. */
+	if ((vbd.state & TD_STATE_OPEN) &&
+	    !(vbd.state & (TD_STATE_PAUSED | TD_STATE_PAUSE_REQ))) {
+		err = create_kernel_device();
+		if (err) {
+			td_ring_detach();
+			unbind_if_unused();
+			return err;
+		}
+		td_ring_set_consuming(true);
+	}
+	vbd.state |= TD_STATE_ATTACHED;
+	td_info("kernel ring attached for minor %d: %u slots of %u bytes",
+		minor, td_ring_nr_slots(), td_ring_slot_bytes());
+	return 0;
 }
 
 int vbd_detach(int minor)
@@ -1136,7 +1190,7 @@ void vbd_info(struct td_ctl_info *info)
 	memset(info, 0, sizeof(*info));
 	info->pid = (int32_t)getpid();
 	info->minor = vbd.minor;
-	info->state = vbd.state;
+	info->state = vbd.state | (td_ring_dead() ? TD_STATE_DEAD : 0);
 	if (vbd.params && (vbd.state & (TD_STATE_OPEN | TD_STATE_PAUSED)))
 		snprintf(info->params, sizeof(info->params), "%s", vbd.params);
 }
@@ -1150,7 +1204,7 @@ void vbd_stats(struct td_ctl_stats *st)
 	*st = vbd.st;
 	tio_get_stats(&ts);
 	st->minor = vbd.minor;
-	st->state = vbd.state;
+	st->state = vbd.state | (td_ring_dead() ? TD_STATE_DEAD : 0);
 	st->inflight = (uint64_t)vbd.inflight;
 	st->merges = ts.merges;
 	st->iocbs = ts.iocbs;

@@ -7,6 +7,11 @@
 # BINDIR, TOOLSDIR, SRCDIR and a fresh TMPDIR (also the cwd); when a test
 # is run by hand they default to build/default and a temporary directory.
 # Exit 77 (see skip) marks a test as skipped.
+#
+# lib.sh owns the EXIT trap: a test must not set its own, but names the
+# processes to kill with td_cleanup.  At exit, the trap kills those, prints
+# the end of every $TMPDIR/tapdisk.*.log when the test failed, and removes
+# the temporary directory if lib.sh made it.
 
 set -euo pipefail
 
@@ -17,15 +22,45 @@ TOOLSDIR=${TOOLSDIR:-$BINDIR/tests/tools}
 TAPDISK=${TAPDISK:-$BINDIR/tapdisk}
 TAP_CTL=${TAP_CTL:-$BINDIR/tap-ctl}
 TD_RIG=${TD_RIG:-$BINDIR/tests/td-rig}
+# The directory lib.sh made, when run by hand: removed at exit.
+LIB_TMPDIR=
 if [ -z "${TMPDIR:-}" ] || [ "$TMPDIR" = /tmp ]; then
 	TMPDIR=$(mktemp -d)
-	# shellcheck disable=SC2064
-	trap "rm -rf '$TMPDIR'" EXIT
+	LIB_TMPDIR=$TMPDIR
 fi
 export SRCDIR BINDIR VHD_UTIL TOOLSDIR TAPDISK TAP_CTL TD_RIG TMPDIR
 # tapdisk's control sockets stay inside the test's directory.
 BLKTAP_CONTROL_DIR=${BLKTAP_CONTROL_DIR:-$TMPDIR/control}
 export BLKTAP_CONTROL_DIR
+# Set by td_cleanup: variables holding the pids to kill at exit, and
+# whether to look for tapdisks in the control directory too.
+CLEANUP_VARS=()
+CLEANUP_CONTROL_DIR=0
+
+# The EXIT trap (see the top).  No set -e here: every step must run.
+lib_exit() {
+	local rc=$? name p f
+	set +e
+	[ "$CLEANUP_CONTROL_DIR" = 1 ] && kill_control_dir_tapdisks
+	for name in "${CLEANUP_VARS[@]}"; do
+		[ -v "$name" ] || continue
+		local -n pids=$name
+		for p in "${pids[@]}"; do
+			[ -n "$p" ] && kill -9 "$p" 2>/dev/null
+		done
+		unset -n pids
+	done
+	if [ $rc -ne 0 ]; then
+		for f in "$TMPDIR"/tapdisk.*.log; do
+			[ -f "$f" ] || continue
+			echo "--- $f (last 30 lines)"
+			tail -n 30 "$f"
+		done
+	fi
+	[ -n "$LIB_TMPDIR" ] && rm -rf "$LIB_TMPDIR"
+	exit $rc
+}
+trap lib_exit EXIT
 
 # die MSG...: fail the test with a message naming the caller's line.
 die() {
@@ -44,6 +79,15 @@ need_cmd() {
 	local c
 	for c in "$@"; do
 		command -v "$c" >/dev/null 2>&1 || skip "$c not found"
+	done
+}
+
+# need_built FILE...: fail (not skip: the build is broken) unless every
+# FILE is an executable.
+need_built() {
+	local f
+	for f in "$@"; do
+		[ -x "$f" ] || die "not built: $f"
 	done
 }
 
@@ -137,10 +181,76 @@ file_size() {
 	stat -c %s "$1"
 }
 
+# exit_status CMD...: print the exit status of CMD, its output discarded.
+exit_status() {
+	local rc=0
+	"$@" >/dev/null 2>&1 || rc=$?
+	echo "$rc"
+}
+
+# wait_child PID SECONDS: wait for PID, a child of this shell, to exit
+# (SECONDS at most) and set CHILD_RC to its exit status.  Returns 1, the
+# process still running, when it did not exit in time.
+wait_child() {
+	local pid=$1 i
+	for i in $(seq 1 $(($2 * 10))); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		return 1
+	fi
+	CHILD_RC=0
+	wait "$pid" || CHILD_RC=$?
+}
+
+# wait_gone PID: a process that is not our child exits (30 s at most).
+wait_gone() {
+	local i
+	for i in $(seq 1 300); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	die "process $1 did not exit"
+}
+
+# td_cleanup [--control-dir] VAR...: at exit (see the top), kill -9 every
+# pid held then in the variables or arrays named VAR (those not yet set
+# start empty).  The test sets them as it starts processes and clears them
+# as it reaps them, so that only its own processes are killed.  With
+# --control-dir, also every tapdisk serving this test's private control
+# directory: a daemon whose pid a failed step never got back (see
+# kill_control_dir_tapdisks).
+td_cleanup() {
+	local v
+	if [ "${1:-}" = --control-dir ]; then
+		CLEANUP_CONTROL_DIR=1
+		shift
+	fi
+	for v in "$@"; do
+		declare -p "$v" >/dev/null 2>&1 || declare -g "$v="
+	done
+	CLEANUP_VARS=("$@")
+}
+
+# kill_control_dir_tapdisks: kill -9 the tapdisks with a socket in
+# $BLKTAP_CONTROL_DIR whose environment names that directory: only the
+# test's own (the directory is private), nothing it did not start.
+kill_control_dir_tapdisks() {
+	local s p
+	for s in "$BLKTAP_CONTROL_DIR"/ctl*; do
+		[ -S "$s" ] || continue
+		p=${s##*/ctl}
+		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null |
+			grep -qxF "BLKTAP_CONTROL_DIR=$BLKTAP_CONTROL_DIR" &&
+			kill -9 "$p" 2>/dev/null || true
+	done
+}
+
 # td_start [ENV=VALUE...]: start a tapdisk in the foreground (-F), in the
-# background, logging to $TMPDIR/tapdisk.<pid>.log; wait for its control
-# socket and set TD_PID.  (Not "pid=$(td_start)": it must be this shell's
-# child, so that td_stop can collect its exit status, which is how
+# background, logging to $TMPDIR/tapdisk.<pid>.log; wait until its control
+# socket is in place (it is renamed there once listening) and set TD_PID.  (Not "pid=$(td_start)": it must be this
+# shell's child, so that td_stop can collect its exit status, which is how
 # valgrind and the sanitizers report.)
 td_start() {
 	local pid i
@@ -149,7 +259,9 @@ td_start() {
 	(exec env "$@" "$TAPDISK" -F >"$TMPDIR/tapdisk.$BASHPID.log" 2>&1) &
 	pid=$!
 	for i in $(seq 1 300); do
-		[ -S "$BLKTAP_CONTROL_DIR/ctl$pid" ] && { TD_PID=$pid; return 0; }
+		# tapdisk renames its socket into place once it listens.
+		[ -S "$BLKTAP_CONTROL_DIR/ctl$pid" ] &&
+			{ TD_PID=$pid; return 0; }
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -160,20 +272,46 @@ td_start() {
 
 # td_stop PID: SIGTERM, wait (60 s at most), and fail unless it exited 0.
 td_stop() {
-	local pid=$1 rc=0 i
+	local pid=$1
 	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 1 600); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
+	if ! wait_child "$pid" 60; then
 		kill -KILL "$pid" 2>/dev/null || true
 		cat "$TMPDIR/tapdisk.$pid.log" >&2 || true
 		die "tapdisk $pid did not exit on SIGTERM"
 	fi
-	wait "$pid" || rc=$?
-	if [ $rc -ne 0 ]; then
+	if [ "$CHILD_RC" -ne 0 ]; then
 		cat "$TMPDIR/tapdisk.$pid.log" >&2 || true
-		die "tapdisk $pid exited with status $rc"
+		die "tapdisk $pid exited with status $CHILD_RC"
 	fi
+}
+
+# td_stat PID MINOR NAME: one number from 'tap-ctl stats -p PID -m MINOR';
+# NAME is a top-level key (merges, retries...) or SECTION.KEY
+# (requests.write).  Fails (in its subshell, as it is used in $(...)) when
+# tap-ctl fails or NAME is not there.
+td_stat() {
+	local out v
+	out=$("$TAP_CTL" stats -p "$1" -m "$2") ||
+		die "tap-ctl stats failed"
+	v=$(awk -v want="$3" '
+		/^  "[a-z_]+": [{]/ {
+			sect = $1; gsub(/[":]/, "", sect); next
+		}
+		/^  [}]/ { sect = "" }
+		/^ +"[a-z_]+": -?[0-9]+,?$/ {
+			k = $1; gsub(/[":]/, "", k)
+			key = ($0 ~ /^  "/) ? k : sect "." k
+			v = $2; sub(/,$/, "", v)
+			if (key == want) { print v; exit }
+		}' <<<"$out")
+	[ -n "$v" ] || die "no $3 in tap-ctl stats: $out"
+	echo "$v"
+}
+
+# td_close_detach PID MINOR: tap-ctl close, then detach the ring; the end
+# of a session that tap-ctl open began (a td-rig run without -a leaves the
+# image open and the ring attached, so that its stats can still be read).
+td_close_detach() {
+	run "$TAP_CTL" close -p "$1" -m "$2"
+	run "$TAP_CTL" detach -p "$1" -m "$2"
 }

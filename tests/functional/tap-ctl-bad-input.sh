@@ -7,53 +7,13 @@
 # and its filters, stats as valid JSON, spawn, and the control directory's
 # checks.
 # shellcheck source=tests/functional/lib.sh
-own_tmp=1
-[ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
 . "$(dirname "$0")/lib.sh"
 
 need_cmd python3
-for bin in "$TAPDISK" "$TAP_CTL" "$VHD_UTIL"; do
-	[ -x "$bin" ] || die "not built: $bin"
-done
+need_built "$TAPDISK" "$TAP_CTL" "$VHD_UTIL"
 cd "$TMPDIR"
-TD_PID=
 SPAWNED=()
-# kill_ours: kill any tapdisk still serving our private control directory
-# (a daemon whose pid a failed step never reported).  Only processes whose
-# environment names this directory: nothing we did not start.
-kill_ours() {
-	local s p
-	for s in "$BLKTAP_CONTROL_DIR"/ctl*; do
-		[ -S "$s" ] || continue
-		p=${s##*/ctl}
-		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null |
-			grep -qxF "BLKTAP_CONTROL_DIR=$BLKTAP_CONTROL_DIR" &&
-			kill -9 "$p" 2>/dev/null || true
-	done
-}
-cleanup() {
-	local rc=$? p f
-	kill_ours
-	for p in "$TD_PID" "${SPAWNED[@]}"; do
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
-	done
-	if [ $rc -ne 0 ]; then
-		for f in "$TMPDIR"/tapdisk.*.log; do
-			[ -f "$f" ] || continue
-			echo "--- $f (last 30 lines)"
-			tail -n 30 "$f"
-		done
-	fi
-	if [ "$own_tmp" = 1 ]; then rm -rf "$TMPDIR"; fi
-}
-trap cleanup EXIT
-
-# status CMD...: the exit status of CMD, output discarded.
-status() {
-	local rc=0
-	"$@" >/dev/null 2>&1 || rc=$?
-	echo "$rc"
-}
+td_cleanup --control-dir TD_PID SPAWNED
 
 # fails_with STATUS REGEX CMD...: one line matching REGEX, exit STATUS.
 fails_with() {
@@ -61,18 +21,8 @@ fails_with() {
 	shift 2
 	expect_fail "$@"
 	assert_match "$re" "$FAIL_MSG"
-	rc=$(status "$@")
+	rc=$(exit_status "$@")
 	assert_eq "$want" "$rc" "exit status of: $*"
-}
-
-# wait_gone PID: a process that is not our child exits (30 s at most).
-wait_gone() {
-	local i
-	for i in $(seq 1 300); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	die "process $1 did not exit"
 }
 
 # A pid that is not running: a finished child's.

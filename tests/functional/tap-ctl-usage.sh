@@ -7,16 +7,9 @@
 # shellcheck source=tests/functional/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$TAP_CTL" ] || die "tap-ctl not built: $TAP_CTL"
-[ -x "$TAPDISK" ] || die "tapdisk not built: $TAPDISK"
+need_built "$TAP_CTL" "$TAPDISK"
+cd "$TMPDIR"
 VERBS=(list spawn attach detach open close pause unpause stats)
-
-# status CMD...: the exit status of CMD, output discarded.
-status() {
-	local rc=0
-	"$@" >/dev/null 2>&1 || rc=$?
-	echo "$rc"
-}
 
 log "tap-ctl without a verb"
 rc=0
@@ -42,13 +35,13 @@ done
 log "unknown verb"
 expect_fail "$TAP_CTL" frobnicate
 assert_match "frobnicate" "$FAIL_MSG"
-assert_eq 2 "$(status "$TAP_CTL" frobnicate)" "exit status"
+assert_eq 2 "$(exit_status "$TAP_CTL" frobnicate)" "exit status"
 
 log "unknown flags, missing arguments, stray arguments"
 for v in "${VERBS[@]}"; do
 	expect_fail "$TAP_CTL" "$v" -Z
 	assert_eq "tap-ctl: $v: unknown option -Z" "$FAIL_MSG"
-	assert_eq 2 "$(status "$TAP_CTL" "$v" -Z)" "$v -Z exit status"
+	assert_eq 2 "$(exit_status "$TAP_CTL" "$v" -Z)" "$v -Z exit status"
 	expect_fail "$TAP_CTL" "$v" stray
 	assert_match "^tap-ctl: $v: unexpected argument 'stray'" "$FAIL_MSG"
 done
@@ -59,7 +52,7 @@ for v in attach detach open close pause unpause stats; do
 	assert_match "missing -p" "$FAIL_MSG"
 	expect_fail "$TAP_CTL" "$v" -p 1
 	assert_match "missing -m" "$FAIL_MSG"
-	assert_eq 2 "$(status "$TAP_CTL" "$v" -p 1)" "$v without -m"
+	assert_eq 2 "$(exit_status "$TAP_CTL" "$v" -p 1)" "$v without -m"
 done
 expect_fail "$TAP_CTL" open -p 1 -m 1
 assert_match "missing -a" "$FAIL_MSG"
@@ -72,10 +65,10 @@ grep -q '^usage: tapdisk' out || die "tapdisk -h: no usage"
 [ ! -s err ] || die "tapdisk -h wrote to stderr"
 expect_fail "$TAPDISK" -x
 assert_match "unknown option -x" "$FAIL_MSG"
-assert_eq 2 "$(status "$TAPDISK" -x)" "tapdisk -x exit status"
+assert_eq 2 "$(exit_status "$TAPDISK" -x)" "tapdisk -x exit status"
 expect_fail "$TAPDISK" -F extra
 assert_match "unexpected argument 'extra'" "$FAIL_MSG"
-assert_eq 2 "$(status "$TAPDISK" extra)" "tapdisk extra exit status"
+assert_eq 2 "$(exit_status "$TAPDISK" extra)" "tapdisk extra exit status"
 # Bad usage must not have started anything.
 fresh=$TMPDIR/usage-control
 BLKTAP_CONTROL_DIR=$fresh expect_fail "$TAPDISK" -F -q

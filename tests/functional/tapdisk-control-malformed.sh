@@ -10,48 +10,13 @@
 # tapdisk cleanly (socket removed),
 # with or without an image open, in the foreground or as a daemon.
 # shellcheck source=tests/functional/lib.sh
-own_tmp=1
-[ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
 . "$(dirname "$0")/lib.sh"
 
 need_cmd python3
 RAW=$TOOLSDIR/ctl-raw
-for bin in "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$RAW"; do
-	[ -x "$bin" ] || die "not built: $bin"
-done
+need_built "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$RAW"
 cd "$TMPDIR"
-TD_PID=
-DAEMON=
-RIG_PID=
-# kill_ours: kill any tapdisk still serving our private control directory
-# (a daemon whose pid a failed step never reported).  Only processes whose
-# environment names this directory: nothing we did not start.
-kill_ours() {
-	local s p
-	for s in "$BLKTAP_CONTROL_DIR"/ctl*; do
-		[ -S "$s" ] || continue
-		p=${s##*/ctl}
-		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null |
-			grep -qxF "BLKTAP_CONTROL_DIR=$BLKTAP_CONTROL_DIR" &&
-			kill -9 "$p" 2>/dev/null || true
-	done
-}
-cleanup() {
-	local rc=$? f
-	kill_ours
-	for p in "$RIG_PID" "$TD_PID" "$DAEMON"; do
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
-	done
-	if [ $rc -ne 0 ]; then
-		for f in "$TMPDIR"/tapdisk.*.log; do
-			[ -f "$f" ] || continue
-			echo "--- $f (last 30 lines)"
-			tail -n 30 "$f"
-		done
-	fi
-	if [ "$own_tmp" = 1 ]; then rm -rf "$TMPDIR"; fi
-}
-trap cleanup EXIT
+td_cleanup --control-dir RIG_PID TD_PID DAEMON
 
 # nfds PID: descriptors open in the process.
 nfds() {
@@ -63,22 +28,6 @@ alive() {
 	kill -0 "$1" 2>/dev/null || die "tapdisk $1 died"
 	"$TAP_CTL" list -p "$1" | grep -q "^pid=$1 " ||
 		die "tapdisk $1 is not listed"
-}
-
-# inflight PID MINOR: requests in flight, from tap-ctl stats.
-inflight() {
-	"$TAP_CTL" stats -p "$1" -m "$2" |
-		python3 -c 'import json, sys; print(json.load(sys.stdin)["inflight"])'
-}
-
-# wait_gone PID: a process that is not our child exits (30 s at most).
-wait_gone() {
-	local i
-	for i in $(seq 1 300); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	die "process $1 did not exit"
 }
 
 # A client speaking the protocol by hand, for what ctl-raw cannot do.
@@ -216,10 +165,10 @@ run "$TD_RIG" fault -p "$P" -m 2 -c 1000000 -e EAGAIN -o write
 	--expect-errors --timeout 60 --quiet >rig.log 2>&1 &
 RIG_PID=$!
 for _ in $(seq 1 300); do
-	[ "$(inflight "$P" 2)" -gt 0 ] && break
+	[ "$(td_stat "$P" 2 inflight)" -gt 0 ] && break
 	sleep 0.1
 done
-[ "$(inflight "$P" 2)" -gt 0 ] || die "no request in flight"
+[ "$(td_stat "$P" 2 inflight)" -gt 0 ] || die "no request in flight"
 timeout 60 python3 ctl.py "$P" pause-leave 2 || die "pause client failed"
 assert_match "state=0x[0-9a-f]*[4567cdef] " "$("$TAP_CTL" list -p "$P")" \
 	"pause requested while writes are in flight"
@@ -244,15 +193,9 @@ assert_eq 16 "$served" "clients served at once after the orphaned pause"
 
 log "SIGINT"
 kill -INT "$P"
-rc=0
-for _ in $(seq 1 300); do
-	kill -0 "$P" 2>/dev/null || break
-	sleep 0.1
-done
-kill -0 "$P" 2>/dev/null && die "tapdisk did not exit on SIGINT"
-wait "$P" || rc=$?
+wait_child "$P" 30 || die "tapdisk did not exit on SIGINT"
 TD_PID=
-assert_eq 0 "$rc" "exit status after SIGINT"
+assert_eq 0 "$CHILD_RC" "exit status after SIGINT"
 [ ! -e "$BLKTAP_CONTROL_DIR/ctl$P" ] || die "socket left behind"
 
 log "as a daemon: pid on stdout, socket ready, SIGTERM"

@@ -7,52 +7,11 @@
 # write present.  Every other round carries on with the same image: the
 # new run first reads back the sectors left ambiguous by the crash.
 # shellcheck source=tests/functional/lib.sh
-own_tmp=1
-[ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
 . "$(dirname "$0")/lib.sh"
 
-for bin in "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"; do
-	[ -x "$bin" ] || die "not built: $bin"
-done
+need_built "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"
 cd "$TMPDIR"
-TD_PID=
-RIG_PID=
-# Only our own processes; on failure, show what tapdisk logged.
-cleanup() {
-	local rc=$? f
-	if [ -n "$RIG_PID" ]; then kill -9 "$RIG_PID" 2>/dev/null || true; fi
-	if [ -n "$TD_PID" ]; then kill -9 "$TD_PID" 2>/dev/null || true; fi
-	if [ $rc -ne 0 ]; then
-		for f in "$TMPDIR"/tapdisk.*.log; do
-			[ -f "$f" ] || continue
-			echo "--- $f (last 30 lines)"
-			tail -n 30 "$f"
-		done
-	fi
-	if [ "$own_tmp" = 1 ]; then rm -rf "$TMPDIR"; fi
-}
-trap cleanup EXIT
-
-# tstat NAME: one number from 'tap-ctl stats' of $TD_PID/$MINOR; NAME is
-# a top-level key (merges, retries...) or SECTION.KEY (requests.write).
-tstat() {
-	local out v
-	out=$("$TAP_CTL" stats -p "$TD_PID" -m "$MINOR") ||
-		die "tap-ctl stats failed"
-	v=$(awk -v want="$1" '
-		/^  "[a-z_]+": [{]/ {
-			sect = $1; gsub(/[":]/, "", sect); next
-		}
-		/^  [}]/ { sect = "" }
-		/^ +"[a-z_]+": -?[0-9]+,?$/ {
-			k = $1; gsub(/[":]/, "", k)
-			key = ($0 ~ /^  "/) ? k : sect "." k
-			v = $2; sub(/,$/, "", v)
-			if (key == want) { print v; exit }
-		}' <<<"$out")
-	[ -n "$v" ] || die "no $1 in tap-ctl stats: $out"
-	echo "$v"
-}
+td_cleanup TD_PID RIG_PID
 
 need_cmd qemu-img
 ROUNDS=${CRASH_ROUNDS:-8}
@@ -80,7 +39,8 @@ for round in $(seq 1 "$ROUNDS"); do
 	RIG_PID=$!
 	# Wait for the first writes, then kill at a random moment.
 	for _ in $(seq 1 300); do
-		n=$(tstat requests.write 2>/dev/null) || n=0
+		n=$(td_stat "$TD_PID" $MINOR requests.write 2>/dev/null) ||
+			n=0
 		[ "$n" -gt 0 ] && break
 		kill -0 "$RIG_PID" 2>/dev/null ||
 			{ cat rig.out; die "round $round: td-rig exited early"; }
@@ -94,15 +54,13 @@ for round in $(seq 1 "$ROUNDS"); do
 	wait "$TD_PID" || rc=$?
 	TD_PID=
 	[ $rc -eq 137 ] || die "round $round: tapdisk exited $rc before the kill"
-	rc=0
-	for _ in $(seq 1 300); do
-		kill -0 "$RIG_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	wait "$RIG_PID" || rc=$?
+	# It saves its model first: time enough even under valgrind.
+	wait_child "$RIG_PID" 120 ||
+		die "round $round: td-rig still running after tapdisk died"
 	RIG_PID=
 	cat rig.out
-	[ $rc -eq 3 ] || die "round $round: td-rig exited $rc, not 3 (tapdisk died)"
+	[ "$CHILD_RC" -eq 3 ] ||
+		die "round $round: td-rig exited $CHILD_RC, not 3 (tapdisk died)"
 	alloc=$("$VHD_UTIL" query -n img.vhd -a)
 	log "round $round ($kind): killed ${delay}s after the first writes; $alloc blocks allocated"
 

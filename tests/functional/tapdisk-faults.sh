@@ -12,52 +12,11 @@
 #    soft mounts) a short EIO fault is retried away.
 #  - The watchdog reports a request that makes no progress for 10 s.
 # shellcheck source=tests/functional/lib.sh
-own_tmp=1
-[ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
 . "$(dirname "$0")/lib.sh"
 
-for bin in "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"; do
-	[ -x "$bin" ] || die "not built: $bin"
-done
+need_built "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"
 cd "$TMPDIR"
-TD_PID=
-RIG_PID=
-# Only our own processes; on failure, show what tapdisk logged.
-cleanup() {
-	local rc=$? f
-	if [ -n "$RIG_PID" ]; then kill -9 "$RIG_PID" 2>/dev/null || true; fi
-	if [ -n "$TD_PID" ]; then kill -9 "$TD_PID" 2>/dev/null || true; fi
-	if [ $rc -ne 0 ]; then
-		for f in "$TMPDIR"/tapdisk.*.log; do
-			[ -f "$f" ] || continue
-			echo "--- $f (last 30 lines)"
-			tail -n 30 "$f"
-		done
-	fi
-	if [ "$own_tmp" = 1 ]; then rm -rf "$TMPDIR"; fi
-}
-trap cleanup EXIT
-
-# tstat NAME: one number from 'tap-ctl stats' of $TD_PID/$MINOR; NAME is
-# a top-level key (merges, retries...) or SECTION.KEY (requests.write).
-tstat() {
-	local out v
-	out=$("$TAP_CTL" stats -p "$TD_PID" -m "$MINOR") ||
-		die "tap-ctl stats failed"
-	v=$(awk -v want="$1" '
-		/^  "[a-z_]+": [{]/ {
-			sect = $1; gsub(/[":]/, "", sect); next
-		}
-		/^  [}]/ { sect = "" }
-		/^ +"[a-z_]+": -?[0-9]+,?$/ {
-			k = $1; gsub(/[":]/, "", k)
-			key = ($0 ~ /^  "/) ? k : sect "." k
-			v = $2; sub(/,$/, "", v)
-			if (key == want) { print v; exit }
-		}' <<<"$out")
-	[ -n "$v" ] || die "no $1 in tap-ctl stats: $out"
-	echo "$v"
-}
+td_cleanup TD_PID
 
 MB=32
 MINOR=9
@@ -77,15 +36,18 @@ session() {
 	run "$TD_RIG" run -p "$TD_PID" -m $MINOR --timeout 30 --model m.model "$@"
 }
 end() {
-	run "$TAP_CTL" close -p "$TD_PID" -m $MINOR
-	run "$TAP_CTL" detach -p "$TD_PID" -m $MINOR
+	td_close_detach "$TD_PID" $MINOR
 }
 fault() {
 	run "$TD_RIG" fault -p "$TD_PID" -m $MINOR "$@"
 }
+# counter NAME: NAME from the disk's stats (see td_stat).
+counter() {
+	td_stat "$TD_PID" $MINOR "$1"
+}
 
 session 30 -d 16 --bs 4k-64k --rw randwrite --ops 300 --seed 51
-assert_eq 0 "$(tstat retries)" "retries without faults"
+assert_eq 0 "$(counter retries)" "retries without faults"
 end
 
 log "a transient fault on writes, then on reads: invisible"
@@ -94,12 +56,12 @@ session 30 -d 16 --bs 4k-64k --rw randrw --ops 300 --seed 52
 end
 fault -c 3 -e EBUSY -o read
 session 30 -d 16 --bs 4k-64k --rw randread --ops 300 --seed 53
-retries=$(tstat retries)
-transient=$(tstat errors_transient)
+retries=$(counter retries)
+transient=$(counter errors_transient)
 log "retries=$retries errors_transient=$transient"
 [ "$retries" -ge 6 ] || die "expected at least 6 retries, stats say $retries"
 [ "$transient" -ge 6 ] || die "expected 6 transient errors, stats say $transient"
-assert_eq 0 "$(tstat errors)" "requests failed"
+assert_eq 0 "$(counter errors)" "requests failed"
 end
 
 log "a persistent transient fault: errors after the 3 s timeout, no hang"
@@ -107,8 +69,8 @@ fault -c 1000000 -e EAGAIN -o write
 start=$SECONDS
 session 3 -d 8 --bs 4k --rw randwrite --ops 8 --seed 54 --expect-errors
 log "8 writes failed after $((SECONDS - start)) s"
-assert_eq 8 "$(tstat errors)" "failed requests"
-[ "$(tstat timeouts)" -ge 1 ] || die "no timeout counted"
+assert_eq 8 "$(counter errors)" "failed requests"
+[ "$(counter timeouts)" -ge 1 ] || die "no timeout counted"
 end
 # Reads are not affected by a write fault.
 session 3 -d 8 --bs 4k-64k --rw randread --ops 100 --seed 55
@@ -116,25 +78,25 @@ end
 log "cleared: writes work again"
 fault -c 0
 session 3 -d 16 --bs 4k-64k --rw randrw --ops 300 --seed 56
-assert_eq 8 "$(tstat errors)" "failed requests"
-retries=$(tstat retries)
+assert_eq 8 "$(counter errors)" "failed requests"
+retries=$(counter retries)
 end
 
 log "permanent errors fail at once"
 fault -c 4 -e ENOSPC -o write
 session 30 -d 1 --bs 4k --rw randwrite --ops 20 --seed 57 --expect-errors
-assert_eq 12 "$(tstat errors)" "failed requests"
+assert_eq 12 "$(counter errors)" "failed requests"
 end
 fault -c 2 -e EIO -o read
 session 30 -d 1 --bs 4k --rw randread --ops 20 --seed 58 --expect-errors
-assert_eq 14 "$(tstat errors)" "failed requests"
+assert_eq 14 "$(counter errors)" "failed requests"
 end
 fault -c 1 -e EIO -o flush
 session 30 -d 4 --bs 4k --rw randwrite --ops 40 --flush-every 5 --seed 59 \
 	--expect-errors
-assert_eq 15 "$(tstat errors)" "failed requests"
-assert_eq "$retries" "$(tstat retries)" "retries of permanent errors"
-[ "$(tstat errors_permanent)" -ge 7 ] || die "permanent errors not counted"
+assert_eq 15 "$(counter errors)" "failed requests"
+assert_eq "$retries" "$(counter retries)" "retries of permanent errors"
+[ "$(counter errors_permanent)" -ge 7 ] || die "permanent errors not counted"
 end
 log "and the disk still holds the model"
 session 30 -d 16 --bs 64k --rw read --ops $((MB * 16)) --seed 60
@@ -148,8 +110,8 @@ log "EIO configured as transient: a short EIO fault is invisible"
 td_start TAPDISK_TEST_FAULTS=1 TAPDISK_RETRY_EIO=1
 fault -c 3 -e EIO -o write
 session 30 -d 16 --bs 4k-64k --rw randrw --ops 300 --seed 61
-assert_eq 0 "$(tstat errors)" "requests failed"
-[ "$(tstat retries)" -ge 3 ] || die "EIO was not retried"
+assert_eq 0 "$(counter errors)" "requests failed"
+[ "$(counter retries)" -ge 3 ] || die "EIO was not retried"
 end
 grep -q 'EIO is treated as transient' "$TMPDIR/tapdisk.$TD_PID.log" ||
 	die "tapdisk did not log the EIO policy"
@@ -157,10 +119,10 @@ grep -q 'EIO is treated as transient' "$TMPDIR/tapdisk.$TD_PID.log" ||
 log "the watchdog: a write retried for 12 s is reported, then times out"
 fault -c 1000000 -e EAGAIN -o write
 session 12 -d 1 --bs 4k --rw randwrite --ops 1 --seed 62 --expect-errors
-[ "$(tstat stalls)" -ge 1 ] || die "the watchdog reported no stall"
+[ "$(counter stalls)" -ge 1 ] || die "the watchdog reported no stall"
 grep -q 'made no progress for' "$TMPDIR/tapdisk.$TD_PID.log" ||
 	die "no watchdog line in tapdisk's log"
-assert_eq 1 "$(tstat timeouts)" "timeouts"
+assert_eq 1 "$(counter timeouts)" "timeouts"
 fault -c 0
 end
 td_stop "$TD_PID"

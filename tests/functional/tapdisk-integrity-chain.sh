@@ -9,56 +9,15 @@
 # vhd-util, and for QEMU once flattened.  Finally a leaf grown past its
 # parents' size reads zeros beyond them.
 # shellcheck source=tests/functional/lib.sh
-own_tmp=1
-[ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
 . "$(dirname "$0")/lib.sh"
 
-for bin in "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"; do
-	[ -x "$bin" ] || die "not built: $bin"
-done
+need_built "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"
 cd "$TMPDIR"
-TD_PID=
-RIG_PID=
-# Only our own processes; on failure, show what tapdisk logged.
-cleanup() {
-	local rc=$? f
-	if [ -n "$RIG_PID" ]; then kill -9 "$RIG_PID" 2>/dev/null || true; fi
-	if [ -n "$TD_PID" ]; then kill -9 "$TD_PID" 2>/dev/null || true; fi
-	if [ $rc -ne 0 ]; then
-		for f in "$TMPDIR"/tapdisk.*.log; do
-			[ -f "$f" ] || continue
-			echo "--- $f (last 30 lines)"
-			tail -n 30 "$f"
-		done
-	fi
-	if [ "$own_tmp" = 1 ]; then rm -rf "$TMPDIR"; fi
-}
-trap cleanup EXIT
-
-# tstat NAME: one number from 'tap-ctl stats' of $TD_PID/$MINOR; NAME is
-# a top-level key (merges, retries...) or SECTION.KEY (requests.write).
-tstat() {
-	local out v
-	out=$("$TAP_CTL" stats -p "$TD_PID" -m "$MINOR") ||
-		die "tap-ctl stats failed"
-	v=$(awk -v want="$1" '
-		/^  "[a-z_]+": [{]/ {
-			sect = $1; gsub(/[":]/, "", sect); next
-		}
-		/^  [}]/ { sect = "" }
-		/^ +"[a-z_]+": -?[0-9]+,?$/ {
-			k = $1; gsub(/[":]/, "", k)
-			key = ($0 ~ /^  "/) ? k : sect "." k
-			v = $2; sub(/,$/, "", v)
-			if (key == want) { print v; exit }
-		}' <<<"$out")
-	[ -n "$v" ] || die "no $1 in tap-ctl stats: $out"
-	echo "$v"
-}
+td_cleanup TD_PID
 
 need_cmd qemu-img
 WRITE=$TOOLSDIR/vhd-write
-[ -x "$WRITE" ] || die "not built: $WRITE"
+need_built "$WRITE"
 OPS=${TAPDISK_TEST_OPS:-3000}
 [ "${VALGRIND:-0}" = 1 ] && OPS=300
 MB=64

@@ -6,31 +6,11 @@
 # the model.  The file starts with random data, so reads of sectors never
 # written are checked too; a second model starts from reading the disk.
 # shellcheck source=tests/functional/lib.sh
-own_tmp=1
-[ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
 . "$(dirname "$0")/lib.sh"
 
-for bin in "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"; do
-	[ -x "$bin" ] || die "not built: $bin"
-done
+need_built "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"
 cd "$TMPDIR"
-TD_PID=
-RIG_PID=
-# Only our own processes; on failure, show what tapdisk logged.
-cleanup() {
-	local rc=$? f
-	if [ -n "$RIG_PID" ]; then kill -9 "$RIG_PID" 2>/dev/null || true; fi
-	if [ -n "$TD_PID" ]; then kill -9 "$TD_PID" 2>/dev/null || true; fi
-	if [ $rc -ne 0 ]; then
-		for f in "$TMPDIR"/tapdisk.*.log; do
-			[ -f "$f" ] || continue
-			echo "--- $f (last 30 lines)"
-			tail -n 30 "$f"
-		done
-	fi
-	if [ "$own_tmp" = 1 ]; then rm -rf "$TMPDIR"; fi
-}
-trap cleanup EXIT
+td_cleanup TD_PID
 
 OPS=${TAPDISK_TEST_OPS:-3000}
 [ "${VALGRIND:-0}" = 1 ] && OPS=300

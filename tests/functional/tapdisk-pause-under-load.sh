@@ -7,52 +7,11 @@
 # completes, and afterwards the whole chain holds exactly the model.
 # Pausing a paused disk says "already paused" (exit 3) and changes nothing.
 # shellcheck source=tests/functional/lib.sh
-own_tmp=1
-[ -n "${TMPDIR:-}" ] && [ "$TMPDIR" != /tmp ] && own_tmp=0
 . "$(dirname "$0")/lib.sh"
 
-for bin in "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"; do
-	[ -x "$bin" ] || die "not built: $bin"
-done
+need_built "$TAPDISK" "$TAP_CTL" "$TD_RIG" "$VHD_UTIL"
 cd "$TMPDIR"
-TD_PID=
-RIG_PID=
-# Only our own processes; on failure, show what tapdisk logged.
-cleanup() {
-	local rc=$? f
-	if [ -n "$RIG_PID" ]; then kill -9 "$RIG_PID" 2>/dev/null || true; fi
-	if [ -n "$TD_PID" ]; then kill -9 "$TD_PID" 2>/dev/null || true; fi
-	if [ $rc -ne 0 ]; then
-		for f in "$TMPDIR"/tapdisk.*.log; do
-			[ -f "$f" ] || continue
-			echo "--- $f (last 30 lines)"
-			tail -n 30 "$f"
-		done
-	fi
-	if [ "$own_tmp" = 1 ]; then rm -rf "$TMPDIR"; fi
-}
-trap cleanup EXIT
-
-# tstat NAME: one number from 'tap-ctl stats' of $TD_PID/$MINOR; NAME is
-# a top-level key (merges, retries...) or SECTION.KEY (requests.write).
-tstat() {
-	local out v
-	out=$("$TAP_CTL" stats -p "$TD_PID" -m "$MINOR") ||
-		die "tap-ctl stats failed"
-	v=$(awk -v want="$1" '
-		/^  "[a-z_]+": [{]/ {
-			sect = $1; gsub(/[":]/, "", sect); next
-		}
-		/^  [}]/ { sect = "" }
-		/^ +"[a-z_]+": -?[0-9]+,?$/ {
-			k = $1; gsub(/[":]/, "", k)
-			key = ($0 ~ /^  "/) ? k : sect "." k
-			v = $2; sub(/,$/, "", v)
-			if (key == want) { print v; exit }
-		}' <<<"$out")
-	[ -n "$v" ] || die "no $1 in tap-ctl stats: $out"
-	echo "$v"
-}
+td_cleanup TD_PID RIG_PID
 
 need_cmd qemu-img
 ROUNDS=${PAUSE_ROUNDS:-4}
@@ -60,12 +19,17 @@ MB=64
 SECTORS=$((MB * 2048))
 MINOR=2
 
+# writes: the write requests tapdisk has taken.
+writes() {
+	td_stat "$TD_PID" $MINOR requests.write
+}
+
 # wait_writes N: until tapdisk has taken N more write requests (30 s).
 wait_writes() {
 	local want i
-	want=$(( $(tstat requests.write) + $1 ))
+	want=$(( $(writes) + $1 ))
 	for i in $(seq 1 300); do
-		[ "$(tstat requests.write)" -ge "$want" ] && return 0
+		[ "$(writes)" -ge "$want" ] && return 0
 		kill -0 "$RIG_PID" 2>/dev/null ||
 			{ cat rig.out; die "td-rig exited early"; }
 		sleep 0.1
@@ -111,15 +75,10 @@ done
 
 log "stop the writer: it drains, saves its model, closes and detaches"
 kill -TERM "$RIG_PID"
-rc=0
-for _ in $(seq 1 600); do
-	kill -0 "$RIG_PID" 2>/dev/null || break
-	sleep 0.1
-done
-wait "$RIG_PID" || rc=$?
+wait_child "$RIG_PID" 120 || die "td-rig did not stop on SIGTERM"
 RIG_PID=
 cat rig.out
-[ $rc -eq 0 ] || die "td-rig exited with status $rc"
+[ "$CHILD_RC" -eq 0 ] || die "td-rig exited with status $CHILD_RC"
 assert_match " errors=0 " "$(cat rig.out)" "requests failed"
 # What tapdisk had in flight at each pause, for the record.
 grep -h "pausing with" "$TMPDIR"/tapdisk.*.log || true

@@ -31,6 +31,7 @@
 #define SECTOR		512u
 #define OPEN_WAIT_MS	10000
 #define WAIT_SLICE_MS	1000
+#define CHUNK		(1u << 20)	/* bytes per file I/O */
 
 static volatile sig_atomic_t got_signal;
 
@@ -164,24 +165,59 @@ static bool parse_size(const char *s, uint64_t *v)
 	return true;
 }
 
-static bool parse_pid(const char *s, pid_t *pid)
+/* Option @what's number @arg, in [@min, @max]: 0, or the usage error. */
+static int opt_num(const char *arg, const char *what, uint64_t min,
+		   uint64_t max, uint64_t *v)
 {
-	uint64_t v;
-
-	if (!parse_u64(s, &v) || !v || v > INT32_MAX)
-		return false;
-	*pid = (pid_t)v;
-	return true;
+	if (!parse_u64(arg, v) || *v < min || *v > max)
+		return bad_usage("invalid %s '%s'", what, arg);
+	return 0;
 }
 
-static bool parse_minor(const char *s, int *minor)
+/*
+ * -p PID or -m MINOR (@opt), which run, bad and fault share.  Callers start
+ * with pid 0 and minor -1, which no valid option gives: "not given".
+ */
+static int opt_target(int opt, const char *arg, pid_t *pid, int *minor)
 {
 	uint64_t v;
+	int rc;
 
-	if (!parse_u64(s, &v) || v > INT32_MAX)
-		return false;
-	*minor = (int)v;
-	return true;
+	if (opt == 'p') {
+		rc = opt_num(arg, "pid", 1, INT32_MAX, &v);
+		*pid = (pid_t)v;
+	} else {
+		rc = opt_num(arg, "minor", 0, INT32_MAX, &v);
+		*minor = (int)v;
+	}
+	return rc;
+}
+
+/*
+ * The getopt_long results run, bad, verify and expect treat alike: -h
+ * prints the usage and exits 0; a missing argument or an unknown option
+ * is a usage error naming the option as typed.
+ */
+static int opt_other(int opt, char **argv)
+{
+	switch (opt) {
+	case 'h':
+		usage(stdout);
+		exit(0);
+	case ':':
+		return bad_usage("option %s needs an argument",
+				 argv[optind - 1]);
+	default:
+		return bad_usage("unknown option '%s'", argv[optind - 1]);
+	}
+}
+
+/* After the options: 0, or the usage error for a stray argument. */
+static int no_operands(int argc, char **argv)
+{
+	if (optind < argc)
+		return bad_usage("unexpected argument '%s'", argv[optind]);
+	return 0;
 }
 
 /* ---- the workload ------------------------------------------------------ */
@@ -708,21 +744,20 @@ static int hash_file(struct model *m, const char *path)
 {
 	uint8_t *buf;
 	uint64_t s = 0;
-	const size_t chunk = 1u << 20;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0) {
 		err_line("cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	buf = malloc(chunk);
+	buf = malloc(CHUNK);
 	if (!buf) {
 		close(fd);
 		err_line("out of memory");
 		return -1;
 	}
 	while (s < m->sectors) {
-		ssize_t got = read(fd, buf, chunk);
+		ssize_t got = read(fd, buf, CHUNK);
 
 		if (got < 0 && errno == EINTR)
 			continue;
@@ -732,8 +767,8 @@ static int hash_file(struct model *m, const char *path)
 		}
 		if (got == 0) {
 			/* Past its end, the image starts as zeros. */
-			memset(buf, 0, chunk);
-			got = (ssize_t)chunk;
+			memset(buf, 0, CHUNK);
+			got = (ssize_t)CHUNK;
 		}
 		if (got % SECTOR) {
 			size_t pad = SECTOR - (size_t)got % SECTOR;
@@ -750,9 +785,20 @@ static int hash_file(struct model *m, const char *path)
 	return s < m->sectors ? -1 : 0;
 }
 
-static int setup_model(struct job *j)
+/* model_load, saying why it failed: 0 or -1. */
+static int load_model(struct model *m, const char *path)
 {
 	char msg[512];
+
+	if (model_load(m, path, msg, sizeof(msg))) {
+		err_line("%s", msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int setup_model(struct job *j)
+{
 	struct stat st;
 	int err;
 
@@ -762,11 +808,8 @@ static int setup_model(struct job *j)
 				 j->o.model_path);
 			return -1;
 		}
-		err = model_load(&j->m, j->o.model_path, msg, sizeof(msg));
-		if (err) {
-			err_line("%s", msg);
+		if (load_model(&j->m, j->o.model_path))
 			return -1;
-		}
 		j->have_model = true;
 		if (j->m.sectors != j->capacity) {
 			err_line("model %s covers %" PRIu64 " sectors but the "
@@ -926,23 +969,17 @@ static int parse_pct(const char *arg, unsigned *pct, const char *what)
 
 static int parse_common(int argc, char **argv, struct opts *o, bool run)
 {
-	bool have_pid = false, have_minor = false;
 	uint64_t v;
 	int opt, rc = 0;
 
+	o->minor = -1;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":p:m:a:RDt:d:s:h", long_opts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'p':
-			if (!parse_pid(optarg, &o->pid))
-				return bad_usage("invalid pid '%s'", optarg);
-			have_pid = true;
-			break;
 		case 'm':
-			if (!parse_minor(optarg, &o->minor))
-				return bad_usage("invalid minor '%s'", optarg);
-			have_minor = true;
+			rc = opt_target(opt, optarg, &o->pid, &o->minor);
 			break;
 		case 'a':
 			o->params = optarg;
@@ -954,8 +991,7 @@ static int parse_common(int argc, char **argv, struct opts *o, bool run)
 			o->open_flags |= TD_OPEN_NO_O_DIRECT;
 			break;
 		case 't':
-			if (!parse_u64(optarg, &v) || v > UINT32_MAX)
-				return bad_usage("invalid timeout '%s'", optarg);
+			rc = opt_num(optarg, "timeout", 0, UINT32_MAX, &v);
 			o->td_timeout = (uint32_t)v;
 			break;
 		case 'd':
@@ -989,37 +1025,33 @@ static int parse_common(int argc, char **argv, struct opts *o, bool run)
 			rc = parse_pct(optarg, &o->read_pct, "--read-pct");
 			break;
 		case OPT_OPS:
-			if (!parse_u64(optarg, &o->ops) || !o->ops)
-				return bad_usage("invalid --ops '%s'", optarg);
+			rc = opt_num(optarg, "--ops", 1, UINT64_MAX, &o->ops);
 			break;
 		case OPT_SECONDS:
-			if (!parse_u64(optarg, &o->seconds) || !o->seconds)
-				return bad_usage("invalid --seconds '%s'", optarg);
+			rc = opt_num(optarg, "--seconds", 1, UINT64_MAX,
+				     &o->seconds);
 			break;
 		case OPT_OFFSET:
-			if (!parse_u64(optarg, &o->offset))
-				return bad_usage("invalid --offset '%s'", optarg);
+			rc = opt_num(optarg, "--offset", 0, UINT64_MAX,
+				     &o->offset);
 			break;
 		case OPT_RANGE:
-			if (!parse_u64(optarg, &o->range) || !o->range)
-				return bad_usage("invalid --range '%s'", optarg);
+			rc = opt_num(optarg, "--range", 1, UINT64_MAX,
+				     &o->range);
 			break;
 		case OPT_FLUSH_EVERY:
-			if (!parse_u64(optarg, &o->flush_every))
-				return bad_usage("invalid --flush-every '%s'",
-						 optarg);
+			rc = opt_num(optarg, "--flush-every", 0, UINT64_MAX,
+				     &o->flush_every);
 			break;
 		case OPT_FUA_PCT:
 			rc = parse_pct(optarg, &o->fua_pct, "--fua-pct");
 			break;
 		case OPT_SEED:
-			if (!parse_u64(optarg, &o->seed))
-				return bad_usage("invalid --seed '%s'", optarg);
+			rc = opt_num(optarg, "--seed", 0, UINT64_MAX, &o->seed);
 			break;
 		case OPT_TIMEOUT:
-			if (!parse_u64(optarg, &o->io_timeout_s) ||
-			    !o->io_timeout_s)
-				return bad_usage("invalid --timeout '%s'", optarg);
+			rc = opt_num(optarg, "--timeout", 1, UINT64_MAX,
+				     &o->io_timeout_s);
 			break;
 		case OPT_MODEL:
 			o->model_path = optarg;
@@ -1054,23 +1086,19 @@ static int parse_common(int argc, char **argv, struct opts *o, bool run)
 		case OPT_QUIET:
 			o->quiet = true;
 			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
-		case ':':
-			return bad_usage("option %s needs an argument",
-					 argv[optind - 1]);
 		default:
-			return bad_usage("unknown option '%s'", argv[optind - 1]);
+			rc = opt_other(opt, argv);
+			break;
 		}
 		if (rc)
 			return rc;
 	}
-	if (optind < argc)
-		return bad_usage("unexpected argument '%s'", argv[optind]);
-	if (!have_pid)
+	rc = no_operands(argc, argv);
+	if (rc)
+		return rc;
+	if (!o->pid)
 		return bad_usage("missing -p PID");
-	if (!have_minor)
+	if (o->minor < 0)
 		return bad_usage("missing -m MINOR");
 	if (!run)
 		return 0;
@@ -1505,28 +1533,25 @@ static int parse_errno(const char *s, int *err)
 static int cmd_fault(int argc, char **argv)
 {
 	static struct td_ctl_msg req, rep;
-	bool have_p = false, have_m = false, have_c = false, have_e = false;
+	bool have_c = false, have_e = false;
 	uint32_t ops = TD_FAULT_READ | TD_FAULT_WRITE | TD_FAULT_FLUSH;
 	pid_t pid = 0;
-	int minor = 0, e = 0, opt, rc;
+	int minor = -1, e = 0, opt, rc;
 	uint64_t count = 0;
 
 	optind = 1;
 	while ((opt = getopt(argc, argv, ":p:m:c:e:o:h")) != -1) {
 		switch (opt) {
 		case 'p':
-			if (!parse_pid(optarg, &pid))
-				return bad_usage("invalid pid '%s'", optarg);
-			have_p = true;
-			break;
 		case 'm':
-			if (!parse_minor(optarg, &minor))
-				return bad_usage("invalid minor '%s'", optarg);
-			have_m = true;
+			rc = opt_target(opt, optarg, &pid, &minor);
+			if (rc)
+				return rc;
 			break;
 		case 'c':
-			if (!parse_u64(optarg, &count) || count > UINT32_MAX)
-				return bad_usage("invalid count '%s'", optarg);
+			rc = opt_num(optarg, "count", 0, UINT32_MAX, &count);
+			if (rc)
+				return rc;
 			have_c = true;
 			break;
 		case 'e':
@@ -1568,9 +1593,10 @@ static int cmd_fault(int argc, char **argv)
 			return bad_usage("unknown option -%c", optopt);
 		}
 	}
-	if (optind < argc)
-		return bad_usage("unexpected argument '%s'", argv[optind]);
-	if (!have_p || !have_m || !have_c)
+	rc = no_operands(argc, argv);
+	if (rc)
+		return rc;
+	if (!pid || minor < 0 || !have_c)
 		return bad_usage("fault needs -p PID, -m MINOR and -c COUNT");
 	if (!have_e) {
 		if (count)
@@ -1593,47 +1619,12 @@ static int cmd_fault(int argc, char **argv)
 
 /* ---- verify / expect ------------------------------------------------------ */
 
-struct file_opts {
-	const char	*model;
-	const char	*image;
-	const char	*base;
-	const char	*out;
-};
-
-static int parse_files(int argc, char **argv, struct file_opts *f)
+/* Sectors from @s in one chunk of the model's disk: CHUNK, or the rest. */
+static uint32_t chunk_secs(const struct model *m, uint64_t s)
 {
-	int opt;
+	uint64_t left = m->sectors - s;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_MODEL:
-			f->model = optarg;
-			break;
-		case OPT_IMAGE:
-			f->image = optarg;
-			break;
-		case OPT_BASE:
-			f->base = optarg;
-			break;
-		case OPT_OUT:
-			f->out = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
-		case ':':
-			return bad_usage("option %s needs an argument",
-					 argv[optind - 1]);
-		default:
-			return bad_usage("unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		return bad_usage("unexpected argument '%s'", argv[optind]);
-	if (!f->model)
-		return bad_usage("missing --model FILE");
-	return 0;
+	return left < CHUNK / SECTOR ? (uint32_t)left : CHUNK / SECTOR;
 }
 
 /* Read up to @len bytes at @off; zeros past the end of the file. */
@@ -1684,62 +1675,120 @@ static int open_sized(const char *path, uint64_t want, bool exact)
 	return fd;
 }
 
+/* verify's and expect's files: their names from the options, then opened. */
+struct files {
+	const char	*model;
+	const char	*image;		/* verify's RAW */
+	const char	*base;
+	const char	*out;		/* expect's RAW */
+	struct model	m;
+	int		fd;		/* verify's image, or -1 */
+	int		bfd;		/* the base, or -1 */
+};
+
+static void close_files(struct files *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->bfd >= 0)
+		close(f->bfd);
+	model_free(&f->m);
+}
+
+/*
+ * The options of verify or expect (argv[0]: the command), then the model,
+ * verify's image and the base: 0, EXIT_USAGE, or EXIT_FAIL (a file cannot
+ * be used; said why).
+ */
+static int open_files(int argc, char **argv, struct files *f)
+{
+	bool verify = !strcmp(argv[0], "verify");
+	int opt, rc;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_MODEL:
+			f->model = optarg;
+			break;
+		case OPT_IMAGE:
+			f->image = optarg;
+			break;
+		case OPT_BASE:
+			f->base = optarg;
+			break;
+		case OPT_OUT:
+			f->out = optarg;
+			break;
+		default:
+			return opt_other(opt, argv);
+		}
+	}
+	rc = no_operands(argc, argv);
+	if (rc)
+		return rc;
+	if (!f->model)
+		return bad_usage("missing --model FILE");
+	if (verify && !f->image)
+		return bad_usage("verify needs --image RAW");
+	if (!verify && !f->out)
+		return bad_usage("expect needs --out RAW");
+	if (load_model(&f->m, f->model))
+		return EXIT_FAIL;
+	if (verify) {
+		f->fd = open_sized(f->image, f->m.sectors * SECTOR, true);
+		if (f->fd < 0)
+			goto fail;
+	}
+	if (f->base) {
+		f->bfd = open_sized(f->base, 0, false);
+		if (f->bfd < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	close_files(f);
+	return EXIT_FAIL;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
-	const size_t chunk = 1u << 20;
-	struct file_opts f = { 0 };
-	struct model m;
+	struct files f = { .fd = -1, .bfd = -1 };
+	struct model *m = &f.m;
 	struct model_bad bad, first;
 	uint8_t *buf = NULL, *bbuf = NULL;
 	uint64_t nbad = 0, unknown = 0, either = 0, k;
-	char msg[512];
-	int fd = -1, bfd = -1, rc;
+	int rc;
 
-	rc = parse_files(argc, argv, &f);
+	rc = open_files(argc, argv, &f);
 	if (rc)
 		return rc;
-	if (!f.image)
-		return bad_usage("verify needs --image RAW");
-	if (model_load(&m, f.model, msg, sizeof(msg))) {
-		err_line("%s", msg);
-		return EXIT_FAIL;
-	}
 	rc = EXIT_FAIL;
-	fd = open_sized(f.image, m.sectors * SECTOR, true);
-	if (fd < 0)
-		goto out;
-	if (f.base) {
-		bfd = open_sized(f.base, 0, false);
-		if (bfd < 0)
-			goto out;
-	}
-	buf = malloc(chunk);
-	bbuf = malloc(chunk);
+	buf = malloc(CHUNK);
+	bbuf = malloc(CHUNK);
 	if (!buf || !bbuf) {
 		err_line("out of memory");
 		goto out;
 	}
-	for (uint64_t s = 0; s < m.sectors;) {
-		uint32_t n = (uint32_t)(chunk / SECTOR);
+	for (uint64_t s = 0; s < m->sectors;) {
+		uint32_t n = chunk_secs(m, s);
 
-		if (n > m.sectors - s)
-			n = (uint32_t)(m.sectors - s);
-		if (read_at(fd, buf, (size_t)n * SECTOR, s * SECTOR, f.image))
+		if (read_at(f.fd, buf, (size_t)n * SECTOR, s * SECTOR, f.image))
 			goto out;
-		if (bfd >= 0 && read_at(bfd, bbuf, (size_t)n * SECTOR,
-					s * SECTOR, f.base))
+		if (f.bfd >= 0 && read_at(f.bfd, bbuf, (size_t)n * SECTOR,
+					  s * SECTOR, f.base))
 			goto out;
-		k = model_check(&m, s, n, buf, bfd >= 0 ? bbuf : NULL, false,
+		k = model_check(m, s, n, buf, f.bfd >= 0 ? bbuf : NULL, false,
 				&bad);
 		if (k && !nbad)
 			first = bad;
 		nbad += k;
 		s += n;
 	}
-	for (uint64_t s = 0; s < m.sectors; s++) {
-		if (m.rec[s].acked & MODEL_UNKNOWN)
+	for (uint64_t s = 0; s < m->sectors; s++) {
+		if (m->rec[s].acked & MODEL_UNKNOWN)
 			unknown++;
-		else if (m.rec[s].pending)
+		else if (m->rec[s].pending)
 			either++;
 	}
 	if (nbad) {
@@ -1749,49 +1798,32 @@ static int cmd_verify(int argc, char **argv)
 	}
 	printf("%s matches the model: %" PRIu64 " sectors (%" PRIu64
 	       " either of two versions, %" PRIu64 " unknown)\n", f.image,
-	       m.sectors, either, unknown);
+	       m->sectors, either, unknown);
 	rc = 0;
 out:
 	free(buf);
 	free(bbuf);
-	if (fd >= 0)
-		close(fd);
-	if (bfd >= 0)
-		close(bfd);
-	model_free(&m);
+	close_files(&f);
 	return rc;
 }
 
 static int cmd_expect(int argc, char **argv)
 {
-	const size_t chunk = 1u << 20;
-	struct file_opts f = { 0 };
-	struct model m;
+	struct files f = { .fd = -1, .bfd = -1 };
+	struct model *m = &f.m;
 	uint8_t *buf = NULL;
-	char msg[512];
-	int out = -1, bfd = -1, rc;
+	int out = -1, rc;
 
-	rc = parse_files(argc, argv, &f);
+	rc = open_files(argc, argv, &f);
 	if (rc)
 		return rc;
-	if (!f.out)
-		return bad_usage("expect needs --out RAW");
-	if (model_load(&m, f.model, msg, sizeof(msg))) {
-		err_line("%s", msg);
-		return EXIT_FAIL;
-	}
 	rc = EXIT_FAIL;
-	if (m.base == MODEL_BASE_HASHED && !f.base) {
+	if (m->base == MODEL_BASE_HASHED && !f.base) {
 		err_line("model %s did not start from zeros: give --base RAW",
 			 f.model);
 		goto out;
 	}
-	if (f.base) {
-		bfd = open_sized(f.base, 0, false);
-		if (bfd < 0)
-			goto out;
-	}
-	buf = malloc(chunk);
+	buf = malloc(CHUNK);
 	if (!buf) {
 		err_line("out of memory");
 		goto out;
@@ -1801,21 +1833,18 @@ static int cmd_expect(int argc, char **argv)
 		err_line("cannot create %s: %s", f.out, strerror(errno));
 		goto out;
 	}
-	for (uint64_t s = 0; s < m.sectors;) {
-		uint32_t n = (uint32_t)(chunk / SECTOR);
-		size_t len;
+	for (uint64_t s = 0; s < m->sectors;) {
+		uint32_t n = chunk_secs(m, s);
+		size_t len = (size_t)n * SECTOR;
 
-		if (n > m.sectors - s)
-			n = (uint32_t)(m.sectors - s);
-		len = (size_t)n * SECTOR;
-		if (bfd >= 0) {
-			if (read_at(bfd, buf, len, s * SECTOR, f.base))
+		if (f.bfd >= 0) {
+			if (read_at(f.bfd, buf, len, s * SECTOR, f.base))
 				goto out;
 		} else {
 			memset(buf, 0, len);
 		}
 		for (uint32_t i = 0; i < n; i++) {
-			struct model_rec *r = &m.rec[s + i];
+			struct model_rec *r = &m->rec[s + i];
 			uint8_t *p = buf + (size_t)i * SECTOR;
 
 			if (r->pending || (r->acked & MODEL_UNKNOWN)) {
@@ -1826,9 +1855,9 @@ static int cmd_expect(int argc, char **argv)
 				goto out;
 			}
 			if (r->acked)
-				model_fill(m.seed, s + i, r->acked, p);
-			else if (m.base == MODEL_BASE_HASHED &&
-				 model_hash(p) != m.base_hash[s + i]) {
+				model_fill(m->seed, s + i, r->acked, p);
+			else if (m->base == MODEL_BASE_HASHED &&
+				 model_hash(p) != m->base_hash[s + i]) {
 				err_line("%s differs from the model's initial "
 					 "content at sector %" PRIu64, f.base,
 					 s + i);
@@ -1852,9 +1881,7 @@ out:
 	free(buf);
 	if (out >= 0)
 		close(out);
-	if (bfd >= 0)
-		close(bfd);
-	model_free(&m);
+	close_files(&f);
 	return rc;
 }
 
