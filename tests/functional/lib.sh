@@ -249,9 +249,10 @@ kill_control_dir_tapdisks() {
 
 # td_start [ENV=VALUE...]: start a tapdisk in the foreground (-F), in the
 # background, logging to $TMPDIR/tapdisk.<pid>.log; wait until its control
-# socket is in place (it is renamed there once listening) and set TD_PID.  (Not "pid=$(td_start)": it must be this
-# shell's child, so that td_stop can collect its exit status, which is how
-# valgrind and the sanitizers report.)
+# socket is in place (tapdisk renames it there once listening) and set
+# TD_PID.  (Not "pid=$(td_start)": it must be this shell's child, so that
+# td_stop can collect its exit status, which is how valgrind and the
+# sanitizers report.)
 td_start() {
 	local pid i
 	# The subshell's pid becomes tapdisk's through exec, so the log
