@@ -50,8 +50,8 @@ struct ring_ops {
 static struct {
 	bool			attached;
 	bool			consuming;
-	bool			dead;		/* the ring failed: until detach */
-	bool			wake_failed;	/* logged once per attach */
+	bool			dead;		/* until detached */
+	bool			wake_failed;	/* said once */
 	const struct ring_ops	*ops;
 	uint8_t			*map;
 	size_t			map_size;
@@ -62,7 +62,7 @@ static struct {
 	uint32_t		nr_slots;
 	uint32_t		slot_bytes;
 	uint32_t		req_cons;
-	uint32_t		rsp_prod;	/* private; published in batches */
+	uint32_t		rsp_prod;	/* pushed in batches */
 	uint32_t		rsp_pushed;
 	/* rig */
 	int			memfd;

@@ -165,7 +165,10 @@ static void bad_magic(struct blktap_ring_header *h) { h->magic ^= 1; }
 static void bad_version(struct blktap_ring_header *h) { h->version++; }
 static void bad_slots(struct blktap_ring_header *h) { h->nr_slots = 6; }
 static void no_slots(struct blktap_ring_header *h) { h->nr_slots = 0; }
-static void bad_slot_bytes(struct blktap_ring_header *h) { h->slot_bytes = 1000; }
+static void bad_slot_bytes(struct blktap_ring_header *h)
+{
+	h->slot_bytes = 1000;
+}
 static void huge_slots(struct blktap_ring_header *h)
 {
 	h->slot_bytes = BLKTAP_RING_MAX_SLOT_BYTES * 2;

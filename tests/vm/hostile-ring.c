@@ -4,6 +4,7 @@
  * survives one (VM test 6; runs in the guest only).
  *
  *   hostile-ring [-n ITERATIONS] [-s SEED]
+ *   hostile-ring -A COUNT
  *
  * It allocates a tap, sets up and maps its ring and creates tapdevN itself
  * (no tapdisk), serving the requests from a disk image in memory.  Child
@@ -25,6 +26,10 @@
  * a free slot with a fresh generation and stay inside the disk and its
  * slot.  Exits 0 when the kernel passed; else prints one line saying what
  * went wrong and exits 1.
+ *
+ * With -A it only allocates COUNT taps at once (BLKTAP2_IOC_ALLOC_TAP),
+ * checks that their minors differ and their ring nodes appear, then frees
+ * them all and checks that the nodes go: no small fixed limit on taps.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,12 +60,13 @@
 #define SLOT_BYTES	(256u << 10)
 #define DISK_BYTES	(64u << 20)
 #define DISK_SECTORS	(DISK_BYTES >> BLKTAP_SECTOR_SHIFT)
-#define NR_READERS	3
+#define NR_READERS	1
 #define NR_WRITERS	1
 #define HISTORY		64u
 #define NODE_WAIT_MS	10000
 #define DRAIN_MS	60000
 #define EIO_WAIT_MS	30000
+#define BLKTAP_MAX_MINOR_SEEN	(1u << 20)	/* MINORBITS */
 
 struct pending {
 	bool busy;
@@ -84,6 +90,7 @@ struct tap {
 	uint64_t history[HISTORY];	/* ids answered, for duplicates */
 	unsigned int nr_history;
 	unsigned int inflight;
+	unsigned long steps;
 	pid_t kids[NR_READERS + NR_WRITERS];
 	unsigned int nr_kids;
 	char dev[64];
@@ -210,6 +217,55 @@ static void kick(struct tap *t)
 		st.kick_errors++;
 }
 
+static void bad_request(uint64_t id, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+
+static void bad_request(uint64_t id, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fail("the kernel published request id %#" PRIx64 ": %s", id, msg);
+}
+
+/* Is the request one tapdisk accepts (as tapdisk/vbd.c checks)? */
+static void check_request(struct tap *t, const struct blktap_ring_request *q)
+{
+	uint64_t id = q->id, sector = q->sector;
+	uint32_t s = BLKTAP_ID_SLOT(id), n = q->nr_sectors;
+	bool data_op = q->op == BLKTAP_OP_READ || q->op == BLKTAP_OP_WRITE;
+
+	if (s >= NR_SLOTS)
+		bad_request(id, "slot %u of %u", s, NR_SLOTS);
+	if (t->slot[s].busy)
+		bad_request(id, "slot %u is still in flight (id %#" PRIx64 ")",
+			    s, t->slot[s].id);
+	if (t->seen[s] && t->last_id[s] == id)
+		bad_request(id, "slot %u reused without a new generation", s);
+	if (q->op > BLKTAP_OP_MAX)
+		bad_request(id, "op %u", q->op);
+	if ((q->flags & ~BLKTAP_REQ_FUA) ||
+	    ((q->flags & BLKTAP_REQ_FUA) && q->op != BLKTAP_OP_WRITE))
+		bad_request(id, "flags %#x on op %u", q->flags, q->op);
+	if (q->reserved[0] || q->reserved[1])
+		bad_request(id, "reserved fields not zero");
+	if (q->op == BLKTAP_OP_FLUSH && (sector || n))
+		bad_request(id, "FLUSH with sector %" PRIu64 " and %u sectors "
+			    "(tapdisk refuses a FLUSH that is not 0+0)",
+			    sector, n);
+	if (q->op != BLKTAP_OP_FLUSH && !n)
+		bad_request(id, "op %u with 0 sectors", q->op);
+	if (data_op && n > SLOT_BYTES >> BLKTAP_SECTOR_SHIFT)
+		bad_request(id, "%u sectors for a slot of %u bytes", n,
+			    SLOT_BYTES);
+	if (sector > DISK_SECTORS || n > DISK_SECTORS - sector)
+		bad_request(id, "sectors %" PRIu64 "+%u beyond the disk's %u",
+			    sector, n, DISK_SECTORS);
+}
+
 /*
  * Take the requests the kernel published.  Everything about them must be
  * right: a bad request is a kernel bug, not something to survive.
@@ -224,52 +280,16 @@ static void harvest(struct tap *t)
 	while (t->req_cons != prod) {
 		struct blktap_ring_request q =
 			t->reqs[t->req_cons & (NR_SLOTS - 1)];
-		uint64_t id = q.id, sector = q.sector;
-		uint32_t s = BLKTAP_ID_SLOT(id);
-		bool data_op = q.op == BLKTAP_OP_READ ||
-			       q.op == BLKTAP_OP_WRITE;
+		uint32_t s = BLKTAP_ID_SLOT(q.id);
 
 		t->req_cons++;
 		st.requests++;
-		if (s >= NR_SLOTS)
-			fail("request id %#" PRIx64 ": slot %u of %u", id, s,
-			     NR_SLOTS);
-		if (t->slot[s].busy)
-			fail("request id %#" PRIx64 ": slot %u is still in "
-			     "flight (id %#" PRIx64 ")", id, s,
-			     t->slot[s].id);
-		if (t->seen[s] && t->last_id[s] == id)
-			fail("request id %#" PRIx64 ": slot %u reused without a "
-			     "new generation", id, s);
-		if (q.op > BLKTAP_OP_MAX)
-			fail("request id %#" PRIx64 ": op %u", id, q.op);
-		if ((q.flags & ~BLKTAP_REQ_FUA) ||
-		    ((q.flags & BLKTAP_REQ_FUA) && q.op != BLKTAP_OP_WRITE))
-			fail("request id %#" PRIx64 ": flags %#x on op %u", id,
-			     q.flags, q.op);
-		if (q.reserved[0] || q.reserved[1])
-			fail("request id %#" PRIx64 ": reserved fields not zero",
-			     id);
-		/* As tapdisk checks them (tapdisk/vbd.c). */
-		if (q.op == BLKTAP_OP_FLUSH && (sector || q.nr_sectors))
-			fail("request id %#" PRIx64 ": FLUSH with sector %" PRIu64
-			     " and %u sectors (tapdisk refuses a FLUSH that is "
-			     "not 0+0)", id, sector, q.nr_sectors);
-		if (q.op != BLKTAP_OP_FLUSH && !q.nr_sectors)
-			fail("request id %#" PRIx64 ": op %u with 0 sectors", id,
-			     q.op);
-		if (data_op && q.nr_sectors > SLOT_BYTES >> BLKTAP_SECTOR_SHIFT)
-			fail("request id %#" PRIx64 ": %u sectors for a slot of "
-			     "%u bytes", id, q.nr_sectors, SLOT_BYTES);
-		if (sector > DISK_SECTORS || q.nr_sectors > DISK_SECTORS - sector)
-			fail("request id %#" PRIx64 ": sectors %" PRIu64
-			     "+%u beyond the disk's %u", id, sector,
-			     q.nr_sectors, DISK_SECTORS);
+		check_request(t, &q);
 		t->slot[s].busy = true;
-		t->slot[s].id = id;
+		t->slot[s].id = q.id;
 		t->slot[s].req = q;
 		t->seen[s] = true;
-		t->last_id[s] = id;
+		t->last_id[s] = q.id;
 		t->inflight++;
 	}
 }
@@ -466,6 +486,20 @@ static void scribble(struct tap *t)
 	st.scribbles++;
 }
 
+/* Wait up to ms for a request, as tapdisk does (event index, poll). */
+static void wait_request(struct tap *t, int ms)
+{
+	struct pollfd p = { .fd = t->fd, .events = POLLIN };
+
+	store_release(&t->hdr->req_event, t->req_cons + 1);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (load_acquire(&t->hdr->req_prod) != t->req_cons)
+		return;
+	if (poll(&p, 1, ms) < 0 && errno != EINTR)
+		fail("poll on the ring: %s", strerror(errno));
+	st.polls++;
+}
+
 /* One round of garbage: a few responses, good and bad, then a kick. */
 static void chaos_step(struct tap *t)
 {
@@ -474,6 +508,15 @@ static void chaos_step(struct tap *t)
 	int s;
 
 	harvest(t);
+	/*
+	 * Keep requests coming (garbage alone tests little), but do not
+	 * wait for them every time: each costs a round trip through the
+	 * I/O children, slow under TCG.
+	 */
+	if (!t->inflight && !(t->steps++ % 8)) {
+		wait_request(t, 2);
+		harvest(t);
+	}
 	for (unsigned int i = 0; i < n; i++) {
 		r = rnd_below(100);
 		s = pick_busy(t);
@@ -539,18 +582,25 @@ static void on_term(int sig)
 static void io_child(const char *dev, bool writer, uint64_t seed)
 {
 	struct sigaction sa = { .sa_handler = on_term };
+	sigset_t term;
 	uint8_t *buf;
 	int fd;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* Blocked by start_io() across fork(): now it finds the handler. */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_UNBLOCK, &term, NULL);
 	rng_state = seed | 1;
 	fd = open(dev, (writer ? O_RDWR : O_RDONLY) | O_DIRECT);
 	if (fd < 0 || posix_memalign((void **)&buf, 4096, 1u << 20))
 		_exit(2);
 	memset(buf, 0xa5, 1u << 20);
 	while (!stop_io) {
-		size_t len = (size_t)(1 + rnd_below(256)) << 12;
+		/* Mostly small (more requests), now and then 1 MiB. */
+		size_t len = (size_t)(rnd_below(16) ? 1 + rnd_below(32) :
+				      256) << 12;
 		off_t off = (off_t)rnd_below(DISK_SECTORS >> 3) << 12;
 		uint32_t r = rnd_below(100);
 
@@ -579,6 +629,12 @@ static void io_child(const char *dev, bool writer, uint64_t seed)
 
 static void start_io(struct tap *t)
 {
+	sigset_t term, old;
+
+	/* A SIGTERM before the child's handler is set must not kill it. */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &old);
 	t->nr_kids = 0;
 	for (unsigned int i = 0; i < NR_READERS + NR_WRITERS; i++) {
 		uint64_t seed = rnd();
@@ -595,6 +651,7 @@ static void start_io(struct tap *t)
 		}
 		t->kids[t->nr_kids++] = pid;
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 static bool kids_gone(struct tap *t)
@@ -645,7 +702,7 @@ struct create_arg {
 	struct tap *t;
 	struct blktap_device_params p;
 	int err;
-	volatile int done;
+	int done;		/* __atomic */
 };
 
 static void *create_thread(void *p)
@@ -684,8 +741,8 @@ static void create_device(struct tap *t)
 	for (uint64_t end = now_ms() + DRAIN_MS;
 	     !__atomic_load_n(&a.done, __ATOMIC_ACQUIRE);) {
 		if (now_ms() > end)
-			fail("CREATE_DEVICE on minor %u did not return in %u ms",
-			     t->minor, DRAIN_MS);
+			fail("CREATE_DEVICE on minor %u did not return in "
+			     "%u ms", t->minor, DRAIN_MS);
 		serve(t, 20, create_done);
 	}
 	pthread_join(th, NULL);
@@ -880,48 +937,39 @@ static void tap_down(struct tap *t)
 
 /* ---- checks -------------------------------------------------------------- */
 
-struct rw_arg {
-	const char *dev;
-	off_t off;
-	int result;		/* 0, or the failing step */
-	volatile int done;
-};
-
-/* Write 1 MiB of fresh data, read it back, compare (in a thread). */
-static void *roundtrip_thread(void *p)
+/*
+ * Write 1 MiB of fresh data at off, read it back, compare: the exit status
+ * of a child process (0, or the failing step).  Not a thread: a thread
+ * waiting for its own process's ring would keep the process, and so the
+ * ring, alive after a failure.
+ */
+static int roundtrip_child(const char *dev, off_t off)
 {
-	struct rw_arg *a = p;
 	size_t len = 1u << 20;
-	uint8_t *w = NULL, *r = NULL;
-	int fd = open(a->dev, O_RDWR | O_DIRECT);
+	uint8_t *w, *r;
+	int fd;
 
-	a->result = 1;
-	if (fd >= 0 && !posix_memalign((void **)&w, 4096, len) &&
-	    !posix_memalign((void **)&r, 4096, len)) {
-		for (size_t i = 0; i < len; i++)
-			w[i] = (uint8_t)(i * 31 + (size_t)a->off);
-		a->result = 2;
-		if (pwrite(fd, w, len, a->off) == (ssize_t)len) {
-			a->result = 3;
-			if (!fsync(fd) &&
-			    pread(fd, r, len, a->off) == (ssize_t)len)
-				a->result = memcmp(w, r, len) ? 4 : 0;
-		}
-	}
-	if (fd >= 0)
-		close(fd);
-	free(w);
-	free(r);
-	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
-	return NULL;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	fd = open(dev, O_RDWR | O_DIRECT);
+	if (fd < 0 || posix_memalign((void **)&w, 4096, len) ||
+	    posix_memalign((void **)&r, 4096, len))
+		return 1;
+	for (size_t i = 0; i < len; i++)
+		w[i] = (uint8_t)(i * 31 + (size_t)off);
+	if (pwrite(fd, w, len, off) != (ssize_t)len)
+		return 2;
+	if (fsync(fd) || pread(fd, r, len, off) != (ssize_t)len)
+		return 3;
+	return memcmp(w, r, len) ? 4 : 0;
 }
 
-static struct rw_arg *rt_arg;
+static pid_t rt_pid;
+static int rt_status;
 
 static bool rt_done(struct tap *t)
 {
 	(void)t;
-	return __atomic_load_n(&rt_arg->done, __ATOMIC_ACQUIRE);
+	return waitpid(rt_pid, &rt_status, WNOHANG) == rt_pid;
 }
 
 static void check_roundtrip(struct tap *t, off_t off)
@@ -929,20 +977,25 @@ static void check_roundtrip(struct tap *t, off_t off)
 	static const char *const step[] = {
 		"", "open", "write", "flush or read", "compare",
 	};
-	struct rw_arg a = { .dev = t->dev, .off = off };
-	pthread_t th;
-	int err = pthread_create(&th, NULL, roundtrip_thread, &a);
+	int e;
 
-	if (err)
-		fail("pthread_create: %s", strerror(err));
-	rt_arg = &a;
+	rt_pid = fork();
+	if (rt_pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (!rt_pid) {
+		munmap(t->map, blktap_ring_map_size(NR_SLOTS, SLOT_BYTES));
+		close(t->fd);
+		_exit(roundtrip_child(t->dev, off));
+	}
 	if (!serve(t, DRAIN_MS, rt_done))
 		fail("a 1 MiB write and read on %s did not finish in %u ms",
 		     t->dev, DRAIN_MS);
-	pthread_join(th, NULL);
-	if (a.result)
-		fail("%s no longer works after the hostile phase: the %s step "
-		     "failed", t->dev, step[a.result]);
+	if (!WIFEXITED(rt_status))
+		fail("the write-and-read child was killed by a signal");
+	e = WEXITSTATUS(rt_status);
+	if (e)
+		fail("%s does not work: the %s step of a 1 MiB write and read "
+		     "failed", t->dev, e < 5 ? step[e] : "?");
 }
 
 /* Direct read of 4 KiB in a child; its errno, or -1 if it hung. */
@@ -1008,22 +1061,80 @@ static void bad_count_round(const char *what, uint32_t delta)
 	note("%s: the tap was failed, I/O ends with EIO, removed", what);
 }
 
+/* -A: COUNT taps at once, then none. */
+static void alloc_many(unsigned long count)
+{
+	unsigned int *minor = calloc(count, sizeof(*minor));
+	uint8_t *used = calloc(BLKTAP_MAX_MINOR_SEEN / 8, 1);
+	char path[64], sys[96];
+	struct stat sb;
+
+	if (!minor || !used)
+		fail("out of memory for %lu minors", count);
+	for (unsigned long i = 0; i < count; i++) {
+		struct blktap2_alloc al = { 0 };
+
+		if (ioctl(control, BLKTAP2_IOC_ALLOC_TAP, &al))
+			fail("ALLOC_TAP number %lu: %s", i + 1,
+			     strerror(errno));
+		if (al.minor >= BLKTAP_MAX_MINOR_SEEN)
+			fail("ALLOC_TAP gave minor %u", al.minor);
+		if (used[al.minor / 8] & (1u << (al.minor % 8)))
+			fail("ALLOC_TAP gave minor %u twice", al.minor);
+		used[al.minor / 8] |= (uint8_t)(1u << (al.minor % 8));
+		minor[i] = al.minor;
+	}
+	/* devtmpfs works in order: when the last node is there, all are. */
+	for (unsigned long i = 0; i < count; i++) {
+		snprintf(path, sizeof(path), BLKTAP2_RING_FMT, minor[i]);
+		snprintf(sys, sizeof(sys), "/sys/class/blktap2/blktap%u/dev",
+			 minor[i]);
+		wait_node(path, sys, false);
+	}
+	note("%lu taps allocated at once, minors %u to %u", count, minor[0],
+	     minor[count - 1]);
+	for (unsigned long i = 0; i < count; i++)
+		if (ioctl(control, BLKTAP2_IOC_FREE_TAP, minor[i]))
+			fail("FREE_TAP %u: %s", minor[i], strerror(errno));
+	for (unsigned long i = 0; i < count; i++) {
+		uint64_t end = now_ms() + NODE_WAIT_MS;
+
+		snprintf(path, sizeof(path), BLKTAP2_RING_FMT, minor[i]);
+		while (!stat(path, &sb)) {
+			if (now_ms() > end)
+				fail("%s still exists after FREE_TAP", path);
+			sleep_ms(20);
+		}
+	}
+	note("all %lu freed", count);
+	free(minor);
+	free(used);
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: hostile-ring [-n ITERATIONS] [-s SEED]\n");
+	fprintf(stderr, "usage: hostile-ring [-n ITERATIONS] [-s SEED]\n"
+			"       hostile-ring -A COUNT\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	unsigned long iterations = 100000;
+	unsigned long iterations = 100000, alloc = 0;
 	uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	struct tap t;
 	char *end;
 	int c;
 
-	while ((c = getopt(argc, argv, "n:s:h")) != -1) {
+	while ((c = getopt(argc, argv, "n:s:A:h")) != -1) {
 		switch (c) {
+		case 'A':
+			errno = 0;
+			alloc = strtoul(optarg, &end, 0);
+			if (errno || *end || !alloc || alloc > 1u << 20)
+				fail("-A %s: not a count from 1 to 2^20",
+				     optarg);
+			break;
 		case 'n':
 			errno = 0;
 			iterations = strtoul(optarg, &end, 0);
@@ -1045,14 +1156,18 @@ int main(int argc, char **argv)
 	rng_state = seed | 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
+	control = open(BLKTAP2_CONTROL, O_RDWR | O_CLOEXEC);
+	if (control < 0)
+		fail("open %s: %s", BLKTAP2_CONTROL, strerror(errno));
+	if (alloc) {
+		alloc_many(alloc);
+		return 0;
+	}
 	note("seed %#" PRIx64 ", %lu iterations", seed, iterations);
 
 	disk = calloc(1, DISK_BYTES);
 	if (!disk)
 		fail("out of memory for a %u MiB disk", DISK_BYTES >> 20);
-	control = open(BLKTAP2_CONTROL, O_RDWR | O_CLOEXEC);
-	if (control < 0)
-		fail("open %s: %s", BLKTAP2_CONTROL, strerror(errno));
 
 	tap_up(&t, true);
 	check_roundtrip(&t, 0);

@@ -12,6 +12,7 @@
  *        SIGTERM: REMOVE_DEVICE then exit
  *   bt-smoke hostile MINOR ITER          maps, creates, sends garbage
  *   bt-smoke badsetup MINOR              argument validation checks
+ *   bt-smoke cycles N SLOTS SLOT_BYTES   N whole lifecycles, no I/O
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -432,6 +433,32 @@ static int badsetup(unsigned minor)
 	return 0;
 }
 
+/* Whole lifecycles, kernel side only: alloc, ring, disk, remove, free. */
+static int cycles(long n, uint32_t slots, uint32_t slot_bytes)
+{
+	struct blktap_device_params p = { .capacity = 2048, .sector_size = 512 };
+	struct blktap2_alloc a = { 0 };
+	int cfd = ctl_open();
+	struct ring r;
+	long i;
+
+	for (i = 0; i < n; i++) {
+		if (ioctl(cfd, BLKTAP2_IOC_ALLOC_TAP, &a))
+			die("ALLOC_TAP");
+		ring_open(&r, a.minor, slots, slot_bytes);
+		if (ioctl(r.fd, BLKTAP_IOC_CREATE_DEVICE, &p))
+			die("CREATE_DEVICE");
+		if (ioctl(r.fd, BLKTAP_IOC_REMOVE_DEVICE, 0))
+			die("REMOVE_DEVICE");
+		munmap(r.map, blktap_ring_map_size(slots, slot_bytes));
+		close(r.fd);
+		if (ioctl(cfd, BLKTAP2_IOC_FREE_TAP, a.minor))
+			die("FREE_TAP");
+	}
+	printf("%ld cycles of %u x %u bytes\n", n, slots, slot_bytes);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "alloc")) {
@@ -465,8 +492,10 @@ int main(int argc, char **argv)
 			     argc > 5 ? atoi(argv[5]) : (1 << 20));
 	if (argc >= 4 && !strcmp(argv[1], "hostile"))
 		return hostile(atoi(argv[2]), atol(argv[3]));
+	if (argc >= 5 && !strcmp(argv[1], "cycles"))
+		return cycles(atol(argv[2]), atoi(argv[3]), atoi(argv[4]));
 	if (argc >= 3 && !strcmp(argv[1], "badsetup"))
 		return badsetup(atoi(argv[2]));
-	fprintf(stderr, "usage: bt-smoke alloc [N]|free MINOR [LAST]|serve MINOR FILE [SLOTS SLOTBYTES]|hostile MINOR ITER|badsetup MINOR\n");
+	fprintf(stderr, "usage: bt-smoke alloc [N]|free MINOR [LAST]|serve MINOR FILE [SLOTS SLOTBYTES]|hostile MINOR ITER|badsetup MINOR|cycles N SLOTS SLOTBYTES\n");
 	return 2;
 }

@@ -4,6 +4,7 @@
 # mkfs.ext4, mount, copy a tree of files in, umount, tap-ctl destroy; create
 # again: fsck finds it clean, and every checksum matches.  Once on a dynamic
 # VHD (vhd:), once on a raw file (aio:).
+# shellcheck source=tests/vm/guest/lib.sh
 . /tests/lib.sh
 need_blktap
 
@@ -27,11 +28,11 @@ roundtrip() {
 	tap_create -a "$1:$2"
 	run fsck.ext4 -fn "$TAP_DEV"
 	run mount -t ext4 -o ro "$TAP_DEV" /mnt/fs
-	tree_sums /mnt/fs >/tmp/sums.$1
+	tree_sums /mnt/fs >"/tmp/sums.$1"
 	run umount /mnt/fs
 	tap_destroy "$TAP_PID" "$TAP_MINOR"
-	if ! cmp -s /tmp/sums.src /tmp/sums.$1; then
-		diff /tmp/sums.src /tmp/sums.$1 | head -n 20
+	if ! cmp -s /tmp/sums.src "/tmp/sums.$1"; then
+		diff /tmp/sums.src "/tmp/sums.$1" | head -n 20
 		die "the files differ after destroy and create"
 	fi
 	pass "$T"

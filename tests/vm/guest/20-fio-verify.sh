@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # VM test 2: fio random writes of 4 KiB to 1 MiB at depth 128 on a tapdev
 # (dynamic VHD), every block verified with crc32c: no mismatch.
+# shellcheck source=tests/vm/guest/lib.sh
 . /tests/lib.sh
 need_blktap
 T=fio-verify
 
-size=96M
+size=192M
 [ "$VMTEST_LONG" = 1 ] && size=768M
 run vhd-util create -n /data/t2.vhd -s 1024
 tap_create -a vhd:/data/t2.vhd
@@ -28,7 +29,9 @@ r=$(stat_get "$TAP_PID" "$TAP_MINOR" requests.read) ||
 m=$(stat_get "$TAP_PID" "$TAP_MINOR" inflight_max) ||
 	die "no inflight_max in tap-ctl stats"
 log "tapdisk saw $w writes, $r reads, at most $m in flight"
-[ "$w" -gt 0 ] && [ "$r" -gt 0 ] || die "the I/O did not reach tapdisk"
+if [ "$w" -eq 0 ] || [ "$r" -eq 0 ]; then
+	die "the I/O did not reach tapdisk"
+fi
 tap_destroy "$TAP_PID" "$TAP_MINOR"
 run vhd-util check -n /data/t2.vhd
 rm -f /data/t2.vhd

@@ -3,6 +3,7 @@
 # VM test 3: large requests stay large.  The queue takes 1 MiB requests and
 # at least 128 of them, and one 1 MiB direct write (or read) reaches
 # tapdisk as one request (its requests counter moves by exactly one).
+# shellcheck source=tests/vm/guest/lib.sh
 . /tests/lib.sh
 need_blktap
 T=large-request

@@ -5,6 +5,7 @@
 # 2 MiB blocks, rewrites, the last block); after tap-ctl destroy the host
 # reads the image with 'qemu-img convert -f vpc' (run-vm's host check) and
 # must find exactly what the guest wrote, holes as zeros.
+# shellcheck source=tests/vm/guest/lib.sh
 . /tests/lib.sh
 need_blktap
 T=image-on-host

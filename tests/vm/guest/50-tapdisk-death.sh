@@ -6,6 +6,7 @@
 #    crc32c verify passes: the held requests were reissued.
 #  - eio: no new tapdisk comes: the held I/O fails with EIO once the
 #    window is over (not before), new I/O fails at once, nothing hangs.
+# shellcheck source=tests/vm/guest/lib.sh
 . /tests/lib.sh
 need_blktap
 
@@ -50,7 +51,7 @@ take_over() {
 trap 'restore_param; vt_cleanup' EXIT
 
 T=tapdisk-death-recover
-size=48M
+size=64M
 [ "$VMTEST_LONG" = 1 ] && size=256M
 set_window 60000
 run vhd-util create -n /data/t5.vhd -s 256

@@ -54,7 +54,7 @@ skip_all() {
 }
 
 log() {
-	echo "--- $T: $*"
+	echo "--- [$(cut -d' ' -f1 /proc/uptime)] $T: $*"
 }
 
 # run CMD...: echo it, run it, die if it fails.

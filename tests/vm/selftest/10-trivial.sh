@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Rig self-test: the guest runs a script, which sees its tools and the data
 # disk, and reports a result.
+# shellcheck source=tests/vm/guest/lib.sh
 . /tests/lib.sh
 T=trivial
 for c in tapdisk tap-ctl vhd-util td-rig mkfs.ext4 fsck.ext4 fio sha256sum; do
