@@ -1,9 +1,13 @@
 # blktap2-style userspace block devices: libvhd, vhd-util, tapdisk,
-# tap-ctl and their tests.
+# tap-ctl, the blktap2 kernel module and their tests.
 #
 #   make [VARIANT=default|asan]   build into build/$(VARIANT)/
+#   make modules                  blktap2.ko for every installed kernel
+#                                 header set (build/kernel/<kver>/)
 #   make check                    every test layer, ends "N passed, N failed"
-#   make demo                     show vhd-util and tapdisk at work
+#   make check-long               the same with the heavy QEMU guest variants
+#   make demo                     show vhd-util, tapdisk and, in a QEMU
+#                                 guest, the kernel module at work
 #   make bench                    tapdisk against fio (bench/results/latest.md)
 #
 # Sources are found by wildcard: libvhd/*.c, vhd/*.c, tests/unit/test-*.c
@@ -257,6 +261,18 @@ define fuzz_layer
 	fi;
 endef
 
+# checkpatch.pl --no-tree --strict on the kernel sources: one result.
+define checkpatch_layer
+	if $(MAKE) --no-print-directory -C kernel/blktap2 checkpatch \
+		>$(BUILD)/checkpatch.log 2>&1; then \
+		echo "PASS: checkpatch (kernel/blktap2)"; echo "1 0 0" >> $(RESULTS); \
+	else \
+		echo "FAIL: checkpatch (kernel/blktap2):"; \
+		sed 's/^/    /' $(BUILD)/checkpatch.log | tail -n 40; \
+		echo "0 1 0" >> $(RESULTS); rc=1; \
+	fi;
+endef
+
 define begin
 	@mkdir -p $(BUILD); rm -f $(RESULTS); rc=0;
 endef
@@ -264,8 +280,10 @@ define end
 	tests/summarize $(RESULTS) || rc=1; exit $$rc
 endef
 
-.PHONY: check check-unit check-functional check-asan check-fuzz check-valgrind
-check: deps
+.PHONY: check check-long check-unit check-functional check-asan check-fuzz \
+	check-valgrind check-checkpatch
+# $(call all_layers,CHECK-VM-OPTIONS)
+define all_layers
 	$(begin) \
 	echo "=== unit + functional tests (default) ==="; \
 	$(call layer,default,) \
@@ -275,7 +293,23 @@ check: deps
 	$(valgrind_layer) \
 	echo "=== fuzzers ($(FUZZ_TIME) s each) ==="; \
 	$(fuzz_layer) \
+	echo "=== kernel module: checkpatch ==="; \
+	$(checkpatch_layer) \
+	echo "=== QEMU guest rig: its self-test ==="; \
+	$(call vm_layer,--selftest) \
+	echo "=== kernel module in QEMU guests ==="; \
+	$(call vm_layer,$(1)) \
 	$(end)
+endef
+
+check: deps
+	$(call all_layers,)
+
+check-long: deps
+	$(call all_layers,--long)
+
+check-checkpatch:
+	$(begin) $(checkpatch_layer) $(end)
 
 check-unit:
 	$(begin) $(call layer,$(VARIANT),--unit) $(end)
@@ -346,10 +380,18 @@ check-vm-selftest: deps
 	$(begin) $(call vm_layer,--selftest) $(end)
 
 # ---- demo, install, clean ---------------------------------------------------
-.PHONY: demo install clean
+# The demo: vhd-util and tapdisk on the host (scripts/demo), then the main
+# job with the kernel module in a QEMU guest (tests/vm/guest/95-demo.sh).
+.PHONY: demo modules install clean
 demo: deps
-	@$(SUBMAKE) VARIANT=default vhd-util tapdisk tap-ctl rig
+	@$(SUBMAKE) VARIANT=default vhd-util tapdisk tap-ctl rig vm-tools
 	@scripts/demo $(BUILD)/default/vhd-util
+	@echo
+	@echo "=== The main job with the blktap2 kernel module, in a QEMU guest ==="
+	@tests/vm/check-vm --demo $(BUILD)/default
+
+modules:
+	@$(MAKE) --no-print-directory -C kernel/blktap2
 
 MAN8		:= $(wildcard man/*.8)
 install:
