@@ -9,7 +9,8 @@
 
 need_built "$TAP_CTL" "$TAPDISK"
 cd "$TMPDIR"
-VERBS=(list spawn attach detach open close pause unpause stats)
+VERBS=(list spawn attach detach open close pause unpause stats
+	allocate free create destroy major check)
 
 log "tap-ctl without a verb"
 rc=0
@@ -45,7 +46,7 @@ for v in "${VERBS[@]}"; do
 	expect_fail "$TAP_CTL" "$v" stray
 	assert_match "^tap-ctl: $v: unexpected argument 'stray'" "$FAIL_MSG"
 done
-for v in attach detach open close pause unpause stats; do
+for v in attach detach open close pause unpause stats destroy; do
 	expect_fail "$TAP_CTL" "$v" -m 1 -p
 	assert_eq "tap-ctl: $v: option -p needs an argument" "$FAIL_MSG"
 	expect_fail "$TAP_CTL" "$v" -m 1
@@ -56,6 +57,13 @@ for v in attach detach open close pause unpause stats; do
 done
 expect_fail "$TAP_CTL" open -p 1 -m 1
 assert_match "missing -a" "$FAIL_MSG"
+expect_fail "$TAP_CTL" create
+assert_match "missing -a" "$FAIL_MSG"
+assert_eq 2 "$(exit_status "$TAP_CTL" create)" "create without -a"
+expect_fail "$TAP_CTL" free
+assert_match "missing -m" "$FAIL_MSG"
+expect_fail "$TAP_CTL" free -m x
+assert_match "minor" "$FAIL_MSG"
 expect_fail "$TAP_CTL" list -t
 assert_eq "tap-ctl: list: option -t needs an argument" "$FAIL_MSG"
 
