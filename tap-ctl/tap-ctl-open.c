@@ -10,35 +10,8 @@ struct open_args {
 static int open_flag(void *ctx, int opt, const char *arg)
 {
 	struct open_args *a = ctx;
-	long v;
 
-	switch (opt) {
-	case 'a':
-		a->image = arg;
-		break;
-	case 'R':
-		a->o->flags |= TD_OPEN_RDONLY;
-		break;
-	case 'D':
-		a->o->flags |= TD_OPEN_NO_O_DIRECT;
-		break;
-	case 'e':
-		if (!tc_parse_long(arg, 0, TC_MINOR_MAX, &v))
-			return tc_error(TC_EXIT_USAGE,
-					"invalid -e minor '%s' (a number from 0 to %d)",
-					arg, TC_MINOR_MAX);
-		a->o->flags |= TD_OPEN_SECONDARY;
-		a->o->secondary = (int32_t)v;
-		break;
-	case 't':
-		if (!tc_parse_long(arg, 1, TC_TIMEOUT_MAX, &v))
-			return tc_error(TC_EXIT_USAGE,
-					"invalid -t timeout '%s' (seconds, from 1 to %d)",
-					arg, TC_TIMEOUT_MAX);
-		a->o->timeout_s = (uint32_t)v;
-		break;
-	}
-	return 0;
+	return tc_open_flag(a->o, &a->image, opt, arg);
 }
 
 static const struct tc_cmdline cmdline = {

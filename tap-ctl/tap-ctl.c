@@ -163,6 +163,40 @@ int tc_open_params(struct td_ctl_open *o, const char *image)
 	return 0;
 }
 
+int tc_open_flag(struct td_ctl_open *o, const char **image, int opt,
+		 const char *arg)
+{
+	long v;
+
+	switch (opt) {
+	case 'a':
+		*image = arg;
+		break;
+	case 'R':
+		o->flags |= TD_OPEN_RDONLY;
+		break;
+	case 'D':
+		o->flags |= TD_OPEN_NO_O_DIRECT;
+		break;
+	case 'e':
+		if (!tc_parse_long(arg, 0, TC_MINOR_MAX, &v))
+			return tc_error(TC_EXIT_USAGE,
+					"invalid -e minor '%s' (a number from 0 to %d)",
+					arg, TC_MINOR_MAX);
+		o->flags |= TD_OPEN_SECONDARY;
+		o->secondary = (int32_t)v;
+		break;
+	case 't':
+		if (!tc_parse_long(arg, 1, TC_TIMEOUT_MAX, &v))
+			return tc_error(TC_EXIT_USAGE,
+					"invalid -t timeout '%s' (seconds, from 1 to %d)",
+					arg, TC_TIMEOUT_MAX);
+		o->timeout_s = (uint32_t)v;
+		break;
+	}
+	return 0;
+}
+
 /* The end of the getopt loop (option strings start with ':'). */
 static int opt_error(int opt)
 {

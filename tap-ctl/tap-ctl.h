@@ -93,6 +93,13 @@ int tc_parse(int argc, char **argv, const struct tc_cmdline *cl, void *ctx,
  * (message printed).
  */
 int tc_open_params(struct td_ctl_open *o, const char *image);
+/*
+ * The image flags open and create share: -a (into *@image), -R, -D,
+ * -e MINOR, -t SECS (into @o).  Other flags are ignored.  0 or an exit
+ * status (message printed).
+ */
+int tc_open_flag(struct td_ctl_open *o, const char **image, int opt,
+		 const char *arg);
 /* Is @type (up to @len bytes) one of the known image types? */
 bool tc_known_type(const char *type, size_t len);
 /* Make @path absolute against the working directory; false if too long. */
