@@ -188,6 +188,16 @@ exit_status() {
 	echo "$rc"
 }
 
+# fails_with STATUS REGEX CMD...: one line matching REGEX, exit STATUS.
+fails_with() {
+	local want=$1 re=$2 rc
+	shift 2
+	expect_fail "$@"
+	assert_match "$re" "$FAIL_MSG"
+	rc=$(exit_status "$@")
+	assert_eq "$want" "$rc" "exit status of: $*"
+}
+
 # wait_child PID SECONDS: wait for PID, a child of this shell, to exit
 # (SECONDS at most) and set CHILD_RC to its exit status.  Returns 1, the
 # process still running, when it did not exit in time.

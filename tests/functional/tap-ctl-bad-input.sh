@@ -15,16 +15,6 @@ cd "$TMPDIR"
 SPAWNED=()
 td_cleanup --control-dir TD_PID SPAWNED
 
-# fails_with STATUS REGEX CMD...: one line matching REGEX, exit STATUS.
-fails_with() {
-	local want=$1 re=$2 rc
-	shift 2
-	expect_fail "$@"
-	assert_match "$re" "$FAIL_MSG"
-	rc=$(exit_status "$@")
-	assert_eq "$want" "$rc" "exit status of: $*"
-}
-
 # A pid that is not running: a finished child's.
 (exit 0) &
 DEAD=$!
