@@ -52,7 +52,7 @@ ALL_CFLAGS	= $(BASE_CFLAGS) $(OPT_CFLAGS) $(EXTRA_CFLAGS)
 ALL_LDFLAGS	= $(SAN_FLAGS) $(LDFLAGS)
 # Libraries libvhd itself needs; every program linking libvhd.a gets them.
 LIBVHD_LIBS	:= -luuid
-TAPDISK_LIBS	:= -laio
+TAPDISK_LIBS	:= -laio -lz
 JSON_LIBS	:= -ljson-c
 CMOCKA_LIBS	:= -lcmocka
 
@@ -68,6 +68,12 @@ TD_MAIN_SRC	:= tapdisk/tapdisk.c
 TD_SRCS		:= $(filter-out $(TD_MAIN_SRC),$(sort $(wildcard tapdisk/*.c)))
 TAPCTL_SRCS	:= $(sort $(wildcard tap-ctl/*.c))
 RIG_SRCS	:= $(sort $(wildcard tests/rig/*.c))
+# qcow tools: one main per file in qcow/ (QCOW_TOOLS), the rest shared,
+# with tapdisk's qcow codec.
+QCOW_TOOLS	:= qcow-create img2qcow qcow2raw
+QCOW_MAIN_SRCS	:= $(wildcard $(patsubst %,qcow/%.c,$(QCOW_TOOLS)))
+QCOW_LIB_SRCS	:= $(filter-out $(QCOW_MAIN_SRCS),$(sort $(wildcard qcow/*.c))) \
+		   tapdisk/qcow-format.c
 
 obj		= $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -89,6 +95,8 @@ RIG		:= $(if $(RIG_SRCS),$(B)/tests/td-rig)
 RIG_LIB_OBJS	:= $(filter-out $(call obj,tests/rig/td-rig.c),$(RIG_OBJS))
 UNIT_BINS	:= $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 TOOL_BINS	:= $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(TOOL_SRCS))
+QCOW_LIB_OBJS	:= $(call obj,$(QCOW_LIB_SRCS))
+QCOW_BINS	:= $(patsubst qcow/%.c,$(B)/%,$(QCOW_MAIN_SRCS))
 
 HAVE_CLANG	:= $(shell command -v $(CLANG) 2>/dev/null)
 FUZZ_CFLAGS	:= $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer \
@@ -108,8 +116,11 @@ Q		:= @
 say		:= @printf '  %-6s %s\n'
 endif
 
-.PHONY: all lib vhd-util tapdisk tap-ctl rig unit-tests test-tools fuzzers
-all: lib vhd-util tapdisk tap-ctl rig unit-tests test-tools
+.PHONY: all lib vhd-util tapdisk tap-ctl rig unit-tests test-tools fuzzers \
+	qcow-tools
+all: lib vhd-util tapdisk tap-ctl rig unit-tests test-tools qcow-tools
+	@:
+qcow-tools: $(QCOW_BINS)
 	@:
 tapdisk: $(TAPDISK) $(LIBTAPDISK)
 	@:
@@ -151,6 +162,10 @@ $(B)/tapdisk: $(call obj,$(TD_MAIN_SRC)) $(LIBTAPDISK) $(LIBVHD)
 	$(say) LD $@
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBTAPDISK) $(LIBVHD) \
 		$(TAPDISK_LIBS) $(LIBVHD_LIBS) $(LDLIBS)
+
+$(QCOW_BINS): $(B)/%: $(B)/obj/qcow/%.o $(QCOW_LIB_OBJS)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lz $(LDLIBS)
 
 $(B)/tap-ctl: $(TAPCTL_OBJS)
 	$(say) LD $@
@@ -205,6 +220,12 @@ $(FUZZB)/fuzz-control: $(FUZZB)/obj/tests/fuzz/fuzz-control.o $(FUZZ_CTL_OBJS)
 	$(say) LD $@
 	$(Q)$(CLANG) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 
+# fuzz-qcow tests the qcow header, L1 and L2 codec alone.
+$(FUZZB)/fuzz-qcow: $(FUZZB)/obj/tests/fuzz/fuzz-qcow.o \
+		$(FUZZB)/obj/tapdisk/qcow-format.o
+	$(say) LD $@
+	$(Q)$(CLANG) -fsanitize=fuzzer,address,undefined -o $@ $^ -lz $(LDLIBS)
+
 # Keep intermediate objects (they are named only through pattern rules),
 # and never leave a half-written target behind.
 .SECONDARY:
@@ -240,7 +261,7 @@ endef
 
 # The valgrind pass reuses the default build; VALGRIND_TESTS picks which
 # tests run under memcheck (globs; empty means all of them).
-VALGRIND_TESTS	?= test-* vhd-util-* qemu-interop-* tap-ctl-* tapdisk-*
+VALGRIND_TESTS	?= test-* vhd-util-* qemu-interop-* tap-ctl-* tapdisk-* qcow-*
 define valgrind_layer
 	if [ -x $(BUILD)/default/vhd-util ]; then \
 		VALGRIND=1 $(RUN_ENV) tests/run-tests $(BUILD)/default \
@@ -332,11 +353,11 @@ check-valgrind:
 # bench-smoke runs the same script on a tiny data set, to show it works.
 .PHONY: bench bench-smoke
 bench:
-	@$(SUBMAKE) VARIANT=default tapdisk rig vhd-util test-tools
+	@$(SUBMAKE) VARIANT=default tapdisk rig vhd-util test-tools qcow-tools
 	@bench/run $(BUILD)/default
 
 bench-smoke:
-	@$(SUBMAKE) VARIANT=default tapdisk rig vhd-util test-tools
+	@$(SUBMAKE) VARIANT=default tapdisk rig vhd-util test-tools qcow-tools
 	@BENCH_SIZE_MB=64 BENCH_SECONDS=1 BENCH_REPS=1 \
 		BENCH_DATA=$(BUILD)/bench-smoke BENCH_OUT=$(BUILD)/bench-smoke \
 		bench/run $(BUILD)/default
@@ -349,7 +370,7 @@ bench-smoke:
 # check-vm-selftest: the rig's own checks (failures, hangs, panics are seen).
 # VM_TESTS='10-*,60-*' picks guest scripts.
 VM_TOOLS	:= $(BUILD)/default/tests/hostile-ring
-VM_PROGS	:= tapdisk tap-ctl vhd-util rig vm-tools
+VM_PROGS	:= tapdisk tap-ctl vhd-util rig vm-tools qcow-tools
 
 .PHONY: vm-tools check-vm check-vm-long check-vm-selftest
 vm-tools: $(if $(filter default,$(VARIANT)),$(VM_TOOLS))

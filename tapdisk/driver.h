@@ -126,6 +126,9 @@ struct td_driver {
 const struct td_driver *td_driver_find(const char *name);
 extern const struct td_driver td_drv_aio;
 extern const struct td_driver td_drv_vhd;
+extern const struct td_driver td_drv_qcow;
+extern const struct td_driver td_drv_ram;
+extern const struct td_driver td_drv_vmdk;
 
 /* ---- core services for drivers (vbd.c) ---- */
 void td_treq_get(struct td_treq *t);

@@ -105,6 +105,9 @@ static struct {
 static const struct td_driver *const drivers[] = {
 	&td_drv_aio,
 	&td_drv_vhd,
+	&td_drv_qcow,
+	&td_drv_ram,
+	&td_drv_vmdk,
 };
 
 const struct td_driver *td_driver_find(const char *name)
@@ -113,13 +116,6 @@ const struct td_driver *td_driver_find(const char *name)
 		if (!strcmp(drivers[i]->name, name))
 			return drivers[i];
 	return NULL;
-}
-
-/* Known to tap-ctl but not (yet) served by this tapdisk. */
-static bool type_known_elsewhere(const char *name)
-{
-	return !strcmp(name, "qcow") || !strcmp(name, "ram") ||
-	       !strcmp(name, "vmdk");
 }
 
 /* ---- images ---- */
@@ -163,13 +159,8 @@ static int parse_params(const char *params, const struct td_driver **drv,
 	if (!colon[1])
 		return td_fail(EINVAL, "'%s' names no file", params);
 	*drv = td_driver_find(type);
-	if (!*drv) {
-		if (type_known_elsewhere(type))
-			return td_fail(EOPNOTSUPP,
-				       "image type '%s' is not supported by "
-				       "this tapdisk yet", type);
+	if (!*drv)
 		return td_fail(EINVAL, "unknown image type '%s'", type);
-	}
 	*path = colon + 1;
 	return 0;
 }
