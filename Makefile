@@ -2,8 +2,9 @@
 # tap-ctl, the blktap2 kernel module and their tests.
 #
 #   make [VARIANT=default|asan]   build into build/$(VARIANT)/
-#   make modules                  blktap2.ko for every installed kernel
-#                                 header set (build/kernel/<kver>/)
+#   make modules                  blktap2.ko and blkback-pagemap.ko for every
+#                                 installed kernel header set
+#                                 (build/kernel/<kver>/)
 #   make check                    every test layer, ends "N passed, N failed"
 #   make check-long               the same with the heavy QEMU guest variants
 #   make demo                     show vhd-util, tapdisk and, in a QEMU
@@ -285,10 +286,12 @@ endef
 # checkpatch.pl --no-tree --strict on the kernel sources: one result.
 define checkpatch_layer
 	if $(MAKE) --no-print-directory -C kernel/blktap2 checkpatch \
-		>$(BUILD)/checkpatch.log 2>&1; then \
-		echo "PASS: checkpatch (kernel/blktap2)"; echo "1 0 0" >> $(RESULTS); \
+		>$(BUILD)/checkpatch.log 2>&1 && \
+		$(MAKE) --no-print-directory -C kernel/blkback-pagemap checkpatch \
+		>>$(BUILD)/checkpatch.log 2>&1; then \
+		echo "PASS: checkpatch (kernel/blktap2, kernel/blkback-pagemap)"; echo "1 0 0" >> $(RESULTS); \
 	else \
-		echo "FAIL: checkpatch (kernel/blktap2):"; \
+		echo "FAIL: checkpatch (kernel/blktap2, kernel/blkback-pagemap):"; \
 		sed 's/^/    /' $(BUILD)/checkpatch.log | tail -n 40; \
 		echo "0 1 0" >> $(RESULTS); rc=1; \
 	fi;
@@ -413,13 +416,16 @@ demo: deps
 
 modules:
 	@$(MAKE) --no-print-directory -C kernel/blktap2
+	@$(MAKE) --no-print-directory -C kernel/blkback-pagemap
 
 MAN8		:= $(wildcard man/*.8)
 install:
-	@$(SUBMAKE) VARIANT=default vhd-util tapdisk tap-ctl
+	@$(SUBMAKE) VARIANT=default vhd-util tapdisk tap-ctl qcow-tools
 	install -d $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(BUILD)/default/vhd-util $(BUILD)/default/tapdisk \
 		$(BUILD)/default/tap-ctl $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(patsubst %,$(BUILD)/default/%,$(QCOW_TOOLS)) \
+		$(DESTDIR)$(PREFIX)/sbin/
 ifneq ($(MAN8),)
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0644 $(MAN8) $(DESTDIR)$(PREFIX)/share/man/man8/

@@ -44,6 +44,7 @@
 #include <linux/workqueue.h>
 
 #include "blktap-ring.h"
+#include "blkback-pagemap.h"
 
 #define BLKTAP_NAME_LEN		256
 /* Every minor a device number can carry: no small fixed limit. */
@@ -116,6 +117,13 @@ struct blktap {
 	struct blktap_device_params params;
 	u32			dev_slot_bytes;	/* largest request it sends */
 	bool			quiesced;	/* by us, for recovery */
+	/*
+	 * blkback-pagemap's lookup, taken with symbol_get() when tapdevN
+	 * was created with that module loaded, put when tapdevN goes;
+	 * NULL without it.  Set before the disk is live, read by queue_rq.
+	 */
+	int			(*pagemap)(struct page *page,
+					   struct blkback_pagemap_info *info);
 	bool			removing;	/* refuse new openers */
 	unsigned int		openers;
 

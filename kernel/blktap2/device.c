@@ -20,9 +20,6 @@
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/workqueue.h>
-#if IS_ENABLED(CONFIG_XEN)
-#include <xen/grant_table.h>
-#endif
 
 #include "blktap.h"
 #include "compat.h"
@@ -69,21 +66,40 @@ static int blktap_rq_op(struct blktap *tap, struct request *rq, u8 *flags)
 	}
 }
 
-/* Which guest's pages these are, if blkback grant-mapped them. */
-static u16 blktap_rq_domid(struct request *rq)
+/*
+ * Which guest's pages these are, if blkback grant-mapped them: asked of
+ * blkback-pagemap, for the request's first page (blkback's bios carry one
+ * guest's pages).  Without that module there is no domid: blktap2 itself
+ * knows nothing of Xen, and every domid tapdisk sees was counted there.
+ */
+static u16 blktap_rq_domid(struct blktap *tap, struct request *rq)
 {
-#if IS_ENABLED(CONFIG_XEN)
-	struct xen_page_foreign *foreign;
-	struct bio_vec bv;
+	struct blkback_pagemap_info info;
 
-	if (!blk_rq_bytes(rq) || !rq->bio)
+	if (!tap->pagemap || !blk_rq_bytes(rq) || !rq->bio)
 		return BLKTAP_DOMID_NONE;
-	bv = req_bvec(rq);
-	foreign = xen_page_foreign(bv.bv_page);
-	if (foreign)
-		return foreign->domid;
-#endif
-	return BLKTAP_DOMID_NONE;
+	if (tap->pagemap(req_bvec(rq).bv_page, &info))
+		return BLKTAP_DOMID_NONE;
+	return info.domid;
+}
+
+/*
+ * Held from tapdevN's creation to its removal: blkback-pagemap cannot be
+ * unloaded under queue_rq (rmmod is refused while it is held), and a
+ * request costs no symbol search.  A tapdevN created before the module
+ * was loaded goes without it.
+ */
+static void blktap_pagemap_get(struct blktap *tap)
+{
+	tap->pagemap = symbol_get(blkback_pagemap_lookup);
+}
+
+static void blktap_pagemap_put(struct blktap *tap)
+{
+	if (tap->pagemap) {
+		symbol_put(blkback_pagemap_lookup);
+		tap->pagemap = NULL;
+	}
 }
 
 static void blktap_copy_to_slot(struct request *rq, char *slot)
@@ -170,7 +186,7 @@ static blk_status_t blktap_queue_rq(struct blk_mq_hw_ctx *hctx,
 	req->nr_sectors = op == BLKTAP_OP_FLUSH ? 0 : blk_rq_sectors(rq);
 	req->op = op;
 	req->flags = rflags;
-	req->domid = data ? blktap_rq_domid(rq) : BLKTAP_DOMID_NONE;
+	req->domid = data ? blktap_rq_domid(tap, rq) : BLKTAP_DOMID_NONE;
 	req->reserved[0] = 0;
 	req->reserved[1] = 0;
 	old = ring->req_prod++;
@@ -416,16 +432,19 @@ int blktap_device_create(struct blktap *tap,
 	tap->quiesced = false;
 	tap->removing = false;
 	tap->disk = disk;
+	blktap_pagemap_get(tap);
 	blktap_set_state(tap, BLKTAP_DEV_RUNNING);
 	err = add_disk(disk);
 	if (err) {
 		blktap_set_state(tap, BLKTAP_DEV_NONE);
 		tap->disk = NULL;
 		put_disk(disk);
+		blktap_pagemap_put(tap);
 		goto fail_set;
 	}
-	dev_info(tap->dev, "tapdev%d: %llu sectors, %u/%u-byte blocks, features %#x\n",
-		 tap->minor, p->capacity, lbs, pbs, features);
+	dev_info(tap->dev, "tapdev%d: %llu sectors, %u/%u-byte blocks, features %#x%s\n",
+		 tap->minor, p->capacity, lbs, pbs, features,
+		 tap->pagemap ? ", domids from blkback-pagemap" : "");
 	return 0;
 
 fail_set:
@@ -463,6 +482,8 @@ int blktap_device_destroy(struct blktap *tap, bool force)
 	del_gendisk(disk);
 	put_disk(disk);
 	blk_mq_free_tag_set(&tap->tag_set);
+	/* No queue_rq can run any more. */
+	blktap_pagemap_put(tap);
 
 	spin_lock_irqsave(&tap->slock, flags);
 	tap->disk = NULL;
