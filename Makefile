@@ -323,6 +323,8 @@ define all_layers
 	$(call vm_layer,--selftest) \
 	echo "=== kernel module in QEMU guests ==="; \
 	$(call vm_layer,$(1)) \
+	echo "=== Xen: blkback exports a tapdev to a PV guest ==="; \
+	$(call xen_layer,) \
 	$(end)
 endef
 
@@ -402,6 +404,26 @@ check-vm-long: deps
 
 check-vm-selftest: deps
 	$(begin) $(call vm_layer,--selftest) $(end)
+
+# ---- Xen end to end (tests/xen) ---------------------------------------------
+# Xen 4.17, Debian's 6.1 kernel as dom0 and a PV guest under QEMU (TCG):
+# unmodified blkback exports a vhd: and an aio: tap to the guest
+# (tests/xen/README.md; about 3 minutes).
+XEN_PROGS	:= tapdisk tap-ctl vhd-util
+
+.PHONY: check-xen
+# $(call xen_layer,CHECK-XEN-ARGS)
+define xen_layer
+	if $(SUBMAKE) VARIANT=default $(XEN_PROGS); then \
+		RESULTS=$(abspath $(RESULTS)) tests/xen/check-xen \
+			$(BUILD)/default $(1) || rc=1; \
+	else \
+		echo "FAIL: build (default)"; echo "0 1 0" >> $(RESULTS); rc=1; \
+	fi;
+endef
+
+check-xen: deps
+	$(begin) $(call xen_layer,) $(end)
 
 # ---- demo, install, clean ---------------------------------------------------
 # The demo: vhd-util and tapdisk on the host (scripts/demo), then the main
