@@ -428,7 +428,7 @@ check-xen: deps
 # ---- demo, install, clean ---------------------------------------------------
 # The demo: vhd-util and tapdisk on the host (scripts/demo), then the main
 # job with the kernel module in a QEMU guest (tests/vm/guest/95-demo.sh).
-.PHONY: demo modules install clean
+.PHONY: demo modules modules_install install clean
 demo: deps
 	@$(SUBMAKE) VARIANT=default vhd-util tapdisk tap-ctl rig vm-tools
 	@scripts/demo $(BUILD)/default/vhd-util
@@ -439,6 +439,21 @@ demo: deps
 modules:
 	@$(MAKE) --no-print-directory -C kernel/blktap2
 	@$(MAKE) --no-print-directory -C kernel/blkback-pagemap
+
+# modules_install: the modules built for KVER (default: the running
+# kernel) into /lib/modules/KVER/updates/, then depmod (unless DESTDIR).
+KVER		?= $(shell uname -r)
+KMOD_DIR	:= build/kernel/$(KVER)
+modules_install:
+	@[ -f $(KMOD_DIR)/blktap2.ko ] && \
+	 [ -f $(KMOD_DIR)/blkback-pagemap.ko ] || { \
+		echo "modules_install: no modules built for $(KVER) in" \
+		     "$(KMOD_DIR) (install linux-headers-$(KVER), then" \
+		     "make modules)" >&2; exit 1; }
+	install -d $(DESTDIR)/lib/modules/$(KVER)/updates
+	install -m 0644 $(KMOD_DIR)/blktap2.ko $(KMOD_DIR)/blkback-pagemap.ko \
+		$(DESTDIR)/lib/modules/$(KVER)/updates/
+	$(if $(DESTDIR),,depmod -a $(KVER))
 
 MAN8		:= $(wildcard man/*.8)
 install:
