@@ -84,6 +84,7 @@ struct tap {
 	uint8_t *data;
 	uint32_t req_cons;		/* our private indices */
 	uint32_t rsp_prod;
+	uint32_t rsp_kicked;		/* rsp_prod at the last kick */
 	struct pending slot[NR_SLOTS];
 	uint64_t last_id[NR_SLOTS];	/* to spot a reused generation */
 	bool seen[NR_SLOTS];
@@ -212,6 +213,8 @@ static void store_release(uint32_t *p, uint32_t v)
 
 static void kick(struct tap *t)
 {
+	/* The kernel reads responses only when kicked. */
+	t->rsp_kicked = t->rsp_prod;
 	st.kicks++;
 	if (ioctl(t->fd, BLKTAP_IOC_KICK))
 		st.kick_errors++;
@@ -373,7 +376,11 @@ static void answer_all(struct tap *t)
 		}
 	}
 	store_release(&t->hdr->rsp_prod, t->rsp_prod);
-	if (n)
+	/*
+	 * Also when only an earlier chaos step left responses published
+	 * but not kicked: the I/O they answer would wait for ever.
+	 */
+	if (n || t->rsp_kicked != t->rsp_prod)
 		kick(t);
 }
 
@@ -897,6 +904,7 @@ static void tap_up(struct tap *t, bool refusals)
 	t->data = (uint8_t *)t->map + t->hdr->data_offset;
 	t->req_cons = load_acquire(&t->hdr->req_prod);
 	t->rsp_prod = load_acquire(&t->hdr->rsp_prod);
+	t->rsp_kicked = t->rsp_prod;
 	t->hdr->capacity = DISK_SECTORS;
 	t->hdr->sector_size = 512;
 	t->hdr->features = BLKTAP_FEAT_FLUSH | BLKTAP_FEAT_FUA |
@@ -1187,6 +1195,25 @@ int main(int argc, char **argv)
 	if (st.requests < 100)
 		fail("only %" PRIu64 " requests reached the ring under load",
 		     st.requests);
+	/*
+	 * End as the unluckiest chaos step can: answers published without
+	 * a kick.  Serving properly must still get them to the kernel (once
+	 * it did not, and a child waited for ever).  First let every child
+	 * block on a request (none new for 300 ms), so that no new request
+	 * hides a missing kick.
+	 */
+	for (uint64_t quiet = now_ms() + 300, end = now_ms() + 10000;
+	     now_ms() < quiet && now_ms() < end;) {
+		uint32_t before = t.req_cons;
+
+		wait_request(&t, 20);
+		harvest(&t);
+		if (t.req_cons != before)
+			quiet = now_ms() + 300;
+	}
+	for (int s; (s = pick_busy(&t)) >= 0;)
+		answer(&t, s, 0);
+	store_release(&t.hdr->rsp_prod, t.rsp_prod);
 	stop_io_kids(&t, true);
 	serve(&t, 200, NULL);
 	if (t.inflight)
