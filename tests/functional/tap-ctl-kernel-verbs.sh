@@ -130,14 +130,21 @@ for name in control blktap tapdev; do
 	grep -q "$name" "$rules" || die "the udev rules do not mention $name"
 done
 # udevadm reads rules only from the system's directories: give it a
-# private one in a mount namespace, so nothing on the host changes.
+# private one in a mount namespace, so nothing on the host changes.  A
+# machine where udev is installed but never ran has no /run/udev: then
+# a private /run holds it.
 if command -v udevadm >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 &&
 	[ -d /etc/udev/rules.d ] && unshare -m true 2>/dev/null; then
 	out=$(timeout 60 unshare -m sh -c '
+		exec 2>&1
 		mount -t tmpfs none /etc/udev/rules.d &&
-		mount -t tmpfs none /run/udev &&
+		if [ -d /run/udev ]; then
+			mount -t tmpfs none /run/udev
+		else
+			mount -t tmpfs none /run && mkdir /run/udev
+		fi &&
 		cp "$1" /etc/udev/rules.d/ &&
-		udevadm test --action=add /sys/class/mem/null 2>&1' sh "$rules") ||
+		udevadm test --action=add /sys/class/mem/null' sh "$rules") ||
 		die "udevadm test failed: $out"
 	grep -q "Reading rules file: /etc/udev/rules.d/60-blktap2.rules" \
 		<<<"$out" || die "udevadm did not read the rules: $out"
