@@ -92,6 +92,7 @@ static struct {
 	char		*zeros;		/* read-only source for WRITE_ZEROES */
 	int		inflight;
 	bool		dispatching;
+	bool		drain_due;	/* check_drained() before the next wait */
 
 	struct pause_waiter waiters[MAX_PAUSE_WAITERS];
 	int		nr_waiters;
@@ -729,6 +730,22 @@ static void vreq_finish(struct td_vreq *v)
 	td_ring_respond(v->id, err);
 	v->busy = false;
 	vbd.inflight--;
+	/*
+	 * Not here: a driver may be completing this request from inside
+	 * its own callback and still touch its state after we return, so
+	 * the images must not be closed under it.  drain_hook() finishes
+	 * the pause or close before the loop next waits.
+	 */
+	if (!vbd.inflight && (vbd.state & TD_STATE_PAUSE_REQ))
+		vbd.drain_due = true;
+}
+
+static void drain_hook(void *arg)
+{
+	(void)arg;
+	if (!vbd.drain_due)
+		return;
+	vbd.drain_due = false;
 	check_drained();
 }
 
@@ -1281,6 +1298,9 @@ int vbd_init(void)
 	if (err < 0)
 		return td_fail(-err, "cannot start the watchdog");
 	vbd.watchdog = err;
+	err = td_loop_add_prepare(drain_hook, NULL);
+	if (err)
+		return td_fail(-err, "cannot add the drain hook");
 	return 0;
 }
 
