@@ -48,6 +48,7 @@ struct prepare_slot {
 static struct {
 	int			epfd;
 	bool			running;
+	uint64_t		now_ms;		/* td_loop_now_ms(); 0: not running */
 	unsigned		nr_prepare;
 	uint64_t		timer_seq;
 	struct fd_slot		fds[TD_LOOP_MAX_FDS];
@@ -62,6 +63,11 @@ uint64_t td_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t td_loop_now_ms(void)
+{
+	return loop.now_ms ? loop.now_ms : td_now_ms();
 }
 
 int td_loop_init(void)
@@ -223,10 +229,14 @@ void td_loop_del_timer(int id)
 	t->arg = NULL;
 }
 
-/* Milliseconds until the nearest timer, 0 if one is due, -1 if none. */
+/*
+ * Milliseconds until the nearest timer, 0 if one is due, -1 if none.
+ * From the time of the last wakeup: a timer may fire late by what the
+ * iteration took, never early.
+ */
 static int next_timeout(void)
 {
-	uint64_t now = td_now_ms(), first = UINT64_MAX;
+	uint64_t now = td_loop_now_ms(), first = UINT64_MAX;
 
 	for (int i = 0; i < TD_LOOP_MAX_TIMERS; i++)
 		if (loop.timers[i].used && loop.timers[i].due < first)
@@ -245,7 +255,7 @@ static int next_timeout(void)
  */
 static void fire_timers(void)
 {
-	uint64_t now = td_now_ms(), limit = loop.timer_seq;
+	uint64_t now = td_loop_now_ms(), limit = loop.timer_seq;
 
 	for (;;) {
 		struct timer_slot *best = NULL;
@@ -309,8 +319,9 @@ int td_loop_run(void)
 	if (loop.epfd < 0)
 		return -EBADF;
 	loop.running = true;
+	loop.now_ms = td_now_ms();
 	while (loop.running) {
-		int n;
+		int n, err;
 
 		for (unsigned i = 0; i < loop.nr_prepare; i++)
 			loop.prepare[i].cb(loop.prepare[i].arg);
@@ -318,12 +329,14 @@ int td_loop_run(void)
 			break;
 		n = epoll_wait(loop.epfd, loop.events, TD_LOOP_MAX_FDS,
 			       next_timeout());
+		err = n < 0 ? errno : 0;
+		/* The one clock read of this iteration. */
+		loop.now_ms = td_now_ms();
 		if (n < 0) {
-			int err = errno;
-
 			if (err == EINTR)
 				continue;
 			loop.running = false;
+			loop.now_ms = 0;
 			td_err("epoll_wait: %s", strerror(err));
 			return -err;
 		}
@@ -331,6 +344,7 @@ int td_loop_run(void)
 			dispatch(&loop.events[i]);
 		fire_timers();
 	}
+	loop.now_ms = 0;
 	return 0;
 }
 

@@ -50,4 +50,14 @@ void td_loop_stop(void);
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t td_now_ms(void);
 
+/*
+ * td_now_ms() as read when the loop last woke up: for per-request
+ * bookkeeping (deadlines, progress), so that the clock is read once per
+ * loop iteration rather than several times per request (a system call
+ * where the clock source has no vDSO, e.g. in a TCG guest).  Never ahead
+ * of the clock; behind it by at most the current iteration.  Outside
+ * td_loop_run() it reads the clock.
+ */
+uint64_t td_loop_now_ms(void);
+
 #endif

@@ -474,7 +474,7 @@ void td_treq_get(struct td_treq *t)
 
 void td_treq_put(struct td_treq *t, int err)
 {
-	t->vreq->progress_ms = td_now_ms();
+	t->vreq->progress_ms = td_loop_now_ms();
 	if (err) {
 		if (!t->err)
 			t->err = err;
@@ -678,7 +678,7 @@ static void vreq_dispatch(struct td_vreq *v)
 		uint64_t s = v->sec + v->split;
 		uint32_t n = v->secs - v->split;
 
-		if (td_now_ms() > v->deadline_ms) {
+		if (td_loop_now_ms() > v->deadline_ms) {
 			vbd.st.timeouts++;
 			if (!v->err)
 				v->err = -ETIMEDOUT;
@@ -815,7 +815,7 @@ static bool ring_request(const struct blktap_ring_request *req)
 		respond_bad(req, err);
 		return true;
 	}
-	now = td_now_ms();
+	now = td_loop_now_ms();
 	memset(v, 0, sizeof(*v));
 	v->id = req->id;
 	v->op = req->op;

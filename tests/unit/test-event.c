@@ -564,6 +564,48 @@ static void test_loop_state(void **state)
 	assert_true(b >= a + 19);
 }
 
+/* ---- the loop's clock ---- */
+
+struct clock_probe {
+	uint64_t	loop_a, loop_b;	/* td_loop_now_ms() before/after a sleep */
+	uint64_t	real_a;		/* td_now_ms() at the start of the callback */
+};
+
+static void on_clock_probe(void *arg)
+{
+	struct clock_probe *c = arg;
+
+	c->loop_a = td_loop_now_ms();
+	c->real_a = td_now_ms();
+	usleep(30000);
+	c->loop_b = td_loop_now_ms();
+	td_loop_stop();
+}
+
+static void test_loop_clock(void **state)
+{
+	struct clock_probe c = { 0 };
+	uint64_t start, a, b;
+
+	(void)state;
+	/* Outside td_loop_run() it is the clock itself. */
+	a = td_loop_now_ms();
+	usleep(20000);
+	b = td_loop_now_ms();
+	assert_true(b >= a + 19);
+
+	start = td_now_ms();
+	assert_true(td_loop_add_timer(10, 0, on_clock_probe, &c) >= 0);
+	assert_int_equal(td_loop_run(), 0);
+	/* Read when the loop woke up: the timer was due, never ahead. */
+	assert_true(c.loop_a >= start + 10);
+	assert_true(c.loop_a <= c.real_a);
+	/* One reading per iteration: 30 ms in a callback do not move it. */
+	assert_int_equal(c.loop_b, c.loop_a);
+	/* After the loop, the clock again. */
+	assert_true(td_loop_now_ms() >= c.real_a + 30);
+}
+
 /* ---- logging ---- */
 
 static void test_fail_message(void **state)
@@ -637,6 +679,7 @@ int main(void)
 		T(test_prepare_every_iteration),
 		T(test_prepare_limit),
 		T(test_loop_state),
+		T(test_loop_clock),
 		T(test_fail_message),
 		T(test_log_to_stderr),
 #undef T
