@@ -9,7 +9,8 @@
 #   make check-long               the same with the heavy QEMU guest variants
 #   make demo                     show vhd-util, tapdisk and, in a QEMU
 #                                 guest, the kernel module at work
-#   make bench                    tapdisk against fio (bench/results/latest.md)
+#   make bench                    tapdisk against fio, qemu-img bench and loop
+#                                 (bench/README.md, bench/results/latest.md)
 #
 # Sources are found by wildcard: libvhd/*.c, vhd/*.c, tests/unit/test-*.c
 # (+ tests/unit/lib/*.c), tests/tools/*.c, tests/fuzz/fuzz-*.c,
@@ -354,18 +355,20 @@ check-valgrind:
 	$(begin) $(valgrind_layer) $(end)
 
 # ---- benchmark --------------------------------------------------------------
-# Not part of check: minutes of I/O on a 1 GiB file in bench/data/.
-# bench-smoke runs the same script on a tiny data set, to show it works.
+# Not part of check: minutes of I/O on a 1 GiB file in bench/data/, then
+# a QEMU guest (bench/README.md).  bench-smoke runs the same script on a
+# tiny data set without the guest, to show it works.
+BENCH_PROGS	:= tapdisk tap-ctl rig vhd-util test-tools qcow-tools vm-tools
 .PHONY: bench bench-smoke
 bench:
-	@$(SUBMAKE) VARIANT=default tapdisk rig vhd-util test-tools qcow-tools
+	@$(SUBMAKE) VARIANT=default $(BENCH_PROGS)
 	@bench/run $(BUILD)/default
 
 bench-smoke:
-	@$(SUBMAKE) VARIANT=default tapdisk rig vhd-util test-tools qcow-tools
-	@BENCH_SIZE_MB=64 BENCH_SECONDS=1 BENCH_REPS=1 \
-		BENCH_DATA=$(BUILD)/bench-smoke BENCH_OUT=$(BUILD)/bench-smoke \
-		bench/run $(BUILD)/default
+	@$(SUBMAKE) VARIANT=default $(BENCH_PROGS)
+	@BENCH_SIZE_MB=64 BENCH_SECONDS=1 BENCH_REPS=1 BENCH_CG_OPS=200 \
+		BENCH_VM=0 BENCH_DATA=$(BUILD)/bench-smoke \
+		BENCH_OUT=$(BUILD)/bench-smoke bench/run $(BUILD)/default
 
 # ---- QEMU guest tests (tests/vm) --------------------------------------------
 # The kernel module in QEMU guests (TCG) running Debian's 6.1 kernel, and
