@@ -298,6 +298,19 @@ define checkpatch_layer
 	fi;
 endef
 
+# make bench-smoke (the bench scripts start and finish on a tiny data
+# set; make bench itself is not part of check): one result.
+define bench_layer
+	if $(MAKE) --no-print-directory bench-smoke \
+		>$(BUILD)/bench-smoke.log 2>&1; then \
+		echo "PASS: bench-smoke"; echo "1 0 0" >> $(RESULTS); \
+	else \
+		echo "FAIL: bench-smoke:"; \
+		sed 's/^/    /' $(BUILD)/bench-smoke.log | tail -n 40; \
+		echo "0 1 0" >> $(RESULTS); rc=1; \
+	fi;
+endef
+
 define begin
 	@mkdir -p $(BUILD); rm -f $(RESULTS); rc=0;
 endef
@@ -306,7 +319,7 @@ define end
 endef
 
 .PHONY: check check-long check-unit check-functional check-asan check-fuzz \
-	check-valgrind check-checkpatch
+	check-valgrind check-checkpatch check-bench-smoke
 # $(call all_layers,CHECK-VM-OPTIONS)
 define all_layers
 	$(begin) \
@@ -320,6 +333,8 @@ define all_layers
 	$(fuzz_layer) \
 	echo "=== kernel module: checkpatch ==="; \
 	$(checkpatch_layer) \
+	echo "=== make bench-smoke ==="; \
+	$(bench_layer) \
 	echo "=== QEMU guest rig: its self-test ==="; \
 	$(call vm_layer,--selftest) \
 	echo "=== kernel module in QEMU guests ==="; \
@@ -337,6 +352,9 @@ check-long: deps
 
 check-checkpatch:
 	$(begin) $(checkpatch_layer) $(end)
+
+check-bench-smoke:
+	$(begin) $(bench_layer) $(end)
 
 check-unit:
 	$(begin) $(call layer,$(VARIANT),--unit) $(end)
