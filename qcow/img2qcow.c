@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -137,33 +136,6 @@ out:
 
 int main(int argc, char **argv)
 {
-	bool progress = false;
-	int c, err;
-
-	opterr = 0;
-	while ((c = getopt(argc, argv, "hp")) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'p':
-			progress = true;
-			break;
-		default:
-			fprintf(stderr, "img2qcow: unknown option -%c "
-				"(-h for help)\n", optopt);
-			return EINVAL;
-		}
-	}
-	if (argc - optind != 2) {
-		fprintf(stderr, "img2qcow: expected QCOW_OUT SRC_IMAGE "
-			"(-h for help)\n");
-		return EINVAL;
-	}
-	err = convert(argv[optind], argv[optind + 1], progress);
-	if (err) {
-		fprintf(stderr, "img2qcow: %s\n", qerr());
-		return -err;
-	}
-	return 0;
+	return qconvert_main(argc, argv, "img2qcow", "QCOW_OUT SRC_IMAGE", usage,
+			     convert);
 }

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/fs.h>
@@ -35,45 +36,6 @@ void qerr_set(const char *fmt, ...)
 const char *qerr(void)
 {
 	return errbuf;
-}
-
-static int preadf(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done,
-				  (off_t)(off + done));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (!n)
-			break;
-		done += (size_t)n;
-	}
-	memset((char *)buf + done, 0, len - done);
-	return 0;
-}
-
-static int pwritef(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)n;
-	}
-	return 0;
 }
 
 bool qcow_all_zero(const uint8_t *buf, size_t len)
@@ -226,29 +188,18 @@ static int open_one(const char *path, struct qimg **out, int depth)
 		qerr_set("out of memory");
 		goto fail;
 	}
-	err = preadf(q->fd, l1, q->g.l1_bytes, q->h.l1_off);
-	for (uint64_t k = 0; !err && k < q->g.l1_size; k++) {
-		uint64_t v = qcow_get_be64(l1 + k * 8);
-
-		if (q->h.has_ext && !(q->h.flags & QCOW_EXT_L1_BE)) {
-			v = 0;
-			for (int i = 7; i >= 0; i--)
-				v = v << 8 | l1[k * 8 + (unsigned)i];
-		}
-		if (v && (v < QCOW_HEADER_SIZE || v > q->file_size ||
-			  q->g.l2_bytes > q->file_size - v)) {
-			qerr_set("%s: L1 entry %" PRIu64 " points past the end "
-				 "of the file (L2 table at %" PRIu64 ")", path,
-				 k, v);
-			err = -EINVAL;
-		}
-		q->l1[k] = v;
+	err = qcow_pread(q->fd, l1, q->g.l1_bytes, q->h.l1_off);
+	if (err) {
+		free(l1);
+		qerr_set("%s: cannot read the L1 table: %s", path,
+			 strerror(-err));
+		goto fail;
 	}
+	qcow_l1_to_be(&q->h, &q->g, l1);
+	err = qcow_l1_decode(&q->g, l1, q->file_size, q->l1, why, sizeof(why));
 	free(l1);
 	if (err) {
-		if (err != -EINVAL)
-			qerr_set("%s: cannot read the L1 table: %s", path,
-				 strerror(-err));
+		qerr_set("%s: %s", path, why);
 		goto fail;
 	}
 	if (inflateInit2(&q->zs, -15) != Z_OK) {
@@ -289,7 +240,7 @@ static int load_l2(struct qimg *q, uint64_t k)
 	if (q->l2_k == k)
 		return 0;
 	q->l2_k = UINT64_MAX;
-	err = preadf(q->fd, q->l2, q->g.l2_bytes, q->l1[k]);
+	err = qcow_pread(q->fd, q->l2, q->g.l2_bytes, q->l1[k]);
 	if (err) {
 		qerr_set("%s: cannot read L2 table %" PRIu64 ": %s", q->path, k,
 			 strerror(-err));
@@ -319,7 +270,7 @@ static int read_raw(struct qimg *q, uint64_t sec, uint32_t n, uint8_t *buf)
 		return 0;
 	if (len > q->raw_bytes - off)
 		len = q->raw_bytes - off;
-	err = preadf(q->fd, buf, len, off);
+	err = qcow_pread(q->fd, buf, len, off);
 	if (err)
 		qerr_set("%s: read: %s", q->path, strerror(-err));
 	return err;
@@ -358,7 +309,7 @@ int qimg_read(struct qimg *q, uint64_t sec, uint32_t n, void *out)
 		} else if (qcow_is_compressed(e)) {
 			uint32_t len = qcow_csize(e, q->h.cluster_bits);
 
-			err = preadf(q->fd, q->cbuf, len,
+			err = qcow_pread(q->fd, q->cbuf, len,
 				     qcow_coff(e, q->h.cluster_bits));
 			if (!err && qcow_inflate(&q->zs, q->cbuf, len, q->obuf,
 						 q->g.cluster_size)) {
@@ -382,7 +333,7 @@ int qimg_read(struct qimg *q, uint64_t sec, uint32_t n, void *out)
 				c++;
 				run += n - run < cs ? n - run : cs;
 			}
-			err = preadf(q->fd, buf, (size_t)run * SEC,
+			err = qcow_pread(q->fd, buf, (size_t)run * SEC,
 				     e + (uint64_t)within * SEC);
 		}
 		if (err) {
@@ -466,9 +417,9 @@ int qbuild_create(struct qbuild *b, const char *path, uint64_t size,
 		return err;
 	}
 	qcow_header_encode(&b->h, head);
-	err = pwritef(b->fd, head, sizeof(head), 0);
+	err = qcow_pwrite(b->fd, head, sizeof(head), 0);
 	if (!err && backing)
-		err = pwritef(b->fd, abs, blen, b->h.backing_off);
+		err = qcow_pwrite(b->fd, abs, blen, b->h.backing_off);
 	if (!err && ftruncate(b->fd, (off_t)b->end) < 0)
 		err = -errno;
 	if (err) {
@@ -496,7 +447,7 @@ int qbuild_table(struct qbuild *b, uint64_t k, const uint8_t *data,
 		qcow_put_be64(b->l2 + (size_t)c * 8, at);
 		at += cs;
 	}
-	err = pwritef(b->fd, b->l2, b->g.l2_bytes, table);
+	err = qcow_pwrite(b->fd, b->l2, b->g.l2_bytes, table);
 	/* Runs of present clusters are contiguous on disk: one write each. */
 	for (uint32_t c = 0; !err && data && c < b->g.l2_size;) {
 		uint32_t e = c;
@@ -507,7 +458,7 @@ int qbuild_table(struct qbuild *b, uint64_t k, const uint8_t *data,
 		}
 		while (e < b->g.l2_size && (!present || present[e]))
 			e++;
-		err = pwritef(b->fd, data + (size_t)c * cs,
+		err = qcow_pwrite(b->fd, data + (size_t)c * cs,
 			      (size_t)(e - c) * cs,
 			      qcow_get_be64(b->l2 + (size_t)c * 8));
 		c = e;
@@ -535,9 +486,9 @@ int qbuild_finish(struct qbuild *b)
 
 	b->h.cksum = qcow_l1_cksum(b->l1, b->g.l1_bytes);
 	qcow_header_encode(&b->h, head);
-	err = pwritef(b->fd, b->l1, b->g.l1_bytes, b->h.l1_off);
+	err = qcow_pwrite(b->fd, b->l1, b->g.l1_bytes, b->h.l1_off);
 	if (!err)
-		err = pwritef(b->fd, head, sizeof(head), 0);
+		err = qcow_pwrite(b->fd, head, sizeof(head), 0);
 	if (!err && fsync(b->fd) < 0)
 		err = -errno;
 	if (!err && close(b->fd) < 0)
@@ -598,4 +549,42 @@ void qprogress_abort(struct qprogress *p)
 	if (p->on && p->started)
 		fputc('\n', stderr);
 	p->started = false;
+}
+
+/* ---- the converters' main ---- */
+
+int qconvert_main(int argc, char **argv, const char *prog,
+		  const char *operands, void (*usage)(FILE *out),
+		  int (*convert)(const char *out, const char *in,
+				 bool progress))
+{
+	bool progress = false;
+	int c, err;
+
+	opterr = 0;
+	while ((c = getopt(argc, argv, "hp")) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'p':
+			progress = true;
+			break;
+		default:
+			fprintf(stderr, "%s: unknown option -%c (-h for help)\n",
+				prog, optopt);
+			return EINVAL;
+		}
+	}
+	if (argc - optind != 2) {
+		fprintf(stderr, "%s: expected %s (-h for help)\n", prog,
+			operands);
+		return EINVAL;
+	}
+	err = convert(argv[optind], argv[optind + 1], progress);
+	if (err) {
+		fprintf(stderr, "%s: %s\n", prog, qerr());
+		return -err;
+	}
+	return 0;
 }

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "qcow-format.h"
 
@@ -76,5 +77,17 @@ void qprogress_done(struct qprogress *p);
 void qprogress_abort(struct qprogress *p);
 
 bool qcow_all_zero(const uint8_t *buf, size_t len);
+
+/*
+ * main() of a converter, "PROG [-h] [-p] OUT IN" (@operands names OUT
+ * and IN for the usage error): -h prints @usage on stdout; otherwise
+ * @convert(OUT, IN, -p given), 0 or -errno with qerr() set.  Returns the
+ * exit status: 0, EINVAL for bad usage, else the errno (the error on
+ * stderr as "PROG: message").
+ */
+int qconvert_main(int argc, char **argv, const char *prog,
+		  const char *operands, void (*usage)(FILE *out),
+		  int (*convert)(const char *out, const char *in,
+				 bool progress));
 
 #endif

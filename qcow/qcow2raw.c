@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -30,24 +29,6 @@ static void usage(FILE *out)
 		"files) to RAW_OUT,\na raw file or a block device.\n"
 		"  -p  show progress on stderr\n"
 		"  -h  this help\n");
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)n;
-	}
-	return 0;
 }
 
 static int convert(const char *out, const char *src, bool progress)
@@ -125,7 +106,7 @@ static int convert(const char *out, const char *src, bool progress)
 				end = len;
 			if (zero)
 				continue;
-			err = pwrite_all(fd, buf + at, end - at, off + at);
+			err = qcow_pwrite(fd, buf + at, end - at, off + at);
 			if (err) {
 				qerr_set("%s: write at %" PRIu64 ": %s", out,
 					 off + at, strerror(-err));
@@ -152,33 +133,6 @@ out:
 
 int main(int argc, char **argv)
 {
-	bool progress = false;
-	int c, err;
-
-	opterr = 0;
-	while ((c = getopt(argc, argv, "hp")) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'p':
-			progress = true;
-			break;
-		default:
-			fprintf(stderr, "qcow2raw: unknown option -%c "
-				"(-h for help)\n", optopt);
-			return EINVAL;
-		}
-	}
-	if (argc - optind != 2) {
-		fprintf(stderr, "qcow2raw: expected RAW_OUT QCOW_SRC "
-			"(-h for help)\n");
-		return EINVAL;
-	}
-	err = convert(argv[optind], argv[optind + 1], progress);
-	if (err) {
-		fprintf(stderr, "qcow2raw: %s\n", qerr());
-		return -err;
-	}
-	return 0;
+	return qconvert_main(argc, argv, "qcow2raw", "RAW_OUT QCOW_SRC", usage,
+			     convert);
 }

@@ -49,9 +49,12 @@
 #include <zlib.h>
 
 #include "driver.h"
+#include "drv-util.h"
 #include "log.h"
+#include "md-cache.h"
 #include "qcow-format.h"
 #include "tio.h"
+#include "treq-list.h"
 
 #define SEC		512u
 #define ALIGN		4096u
@@ -70,19 +73,10 @@ enum { DS_NONE, DS_SLOT, DS_L1, DS_DIRECT };
 #define DS_STATE(v)	((v) >> 24)
 #define DS_IDX(v)	((v) & NO_IDX)
 
-struct tlist {
-	struct td_treq	*head, *tail;
-};
-
-enum { E_FREE, E_READING, E_VALID };
-
+/* The L2 table that cache entry @idx holds (its key: the table number). */
 struct l2e {
 	struct qcow_priv *p;
 	uint32_t	idx;
-	uint8_t		state;
-	uint32_t	pins;
-	uint64_t	k;		/* L2 table number */
-	int32_t		hnext;
 	uint8_t		*buf;		/* the table as on disk */
 	struct tlist	waiters;
 };
@@ -149,12 +143,9 @@ struct qcow_priv {
 	unsigned	inflight;
 	uint32_t	meta_gen, synced_gen;
 
-	uint32_t	nr_entries;
+	struct md_cache	cache;		/* entries[i] goes with its entry i */
 	struct l2e	*entries;
 	uint8_t		*l2_mem;
-	int32_t		*hash;
-	uint32_t	hash_mask;
-	uint32_t	*lprev, *lnext;	/* [n] LRU, [n + 1] free */
 	struct tlist	cache_waiters;
 
 	struct slot	slots[NR_SLOTS];
@@ -169,76 +160,9 @@ struct qcow_priv {
 
 /* ---- small helpers ---- */
 
-static void tl_push(struct tlist *l, struct td_treq *t)
-{
-	t->next = NULL;
-	if (l->tail)
-		l->tail->next = t;
-	else
-		l->head = t;
-	l->tail = t;
-}
-
-static struct td_treq *tl_pop(struct tlist *l)
-{
-	struct td_treq *t = l->head;
-
-	if (t) {
-		l->head = t->next;
-		if (!l->head)
-			l->tail = NULL;
-		t->next = NULL;
-	}
-	return t;
-}
-
-static struct tlist tl_take(struct tlist *l)
-{
-	struct tlist out = *l;
-
-	l->head = l->tail = NULL;
-	return out;
-}
-
-static void resume_all(struct tlist *l)
-{
-	struct tlist list = tl_take(l);
-	struct td_treq *t;
-
-	while ((t = tl_pop(&list)))
-		td_treq_resume(t);
-}
-
-static bool gen_before(uint32_t a, uint32_t b)
-{
-	return (int32_t)(a - b) < 0;
-}
-
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) / a * a;
-}
-
-static void *alloc_aligned(size_t len)
-{
-	void *p = NULL;
-
-	if (posix_memalign(&p, ALIGN, len ? len : SEC))
-		return NULL;
-	memset(p, 0, len ? len : SEC);
-	return p;
-}
-
-/* End a treq that holds no get of ours with @err. */
-static void fail_treq(struct td_treq *t, int err)
-{
-	t->drv_state = 0;
-	td_treq_get(t);
-	td_treq_put(t, err);
-	if (t->op == TD_OP_READ)
-		td_treq_forward(t);
-	else
-		td_treq_issued(t);
 }
 
 static struct tio_req *meta_req(struct qcow_priv *p, enum tio_prio prio,
@@ -246,20 +170,11 @@ static struct tio_req *meta_req(struct qcow_priv *p, enum tio_prio prio,
 				uint64_t off, uint64_t deadline,
 				tio_done_fn done, void *arg)
 {
-	struct tio_req *r = tio_get(prio);
+	struct tio_req *r = td_tio_req(prio, &p->file, op, 0, buf, len, off,
+				       deadline, done, arg);
 
-	if (!r)
-		return NULL;
-	r->file = &p->file;
-	r->op = op;
-	r->flags = 0;
-	r->buf = buf;
-	r->len = len;
-	r->off = off;
-	r->deadline_ms = deadline;
-	r->done = done;
-	r->arg = arg;
-	p->inflight++;
+	if (r)
+		p->inflight++;
 	return r;
 }
 
@@ -270,115 +185,34 @@ static uint64_t l2_get(const uint8_t *table, uint32_t c)
 
 /* ---- L2 cache ---- */
 
-static uint32_t lru_head(const struct qcow_priv *p)
+static uint64_t l2_key(const struct qcow_priv *p, const struct l2e *e)
 {
-	return p->nr_entries;
-}
-
-static uint32_t free_head(const struct qcow_priv *p)
-{
-	return p->nr_entries + 1;
-}
-
-static void list_del(struct qcow_priv *p, uint32_t i)
-{
-	p->lnext[p->lprev[i]] = p->lnext[i];
-	p->lprev[p->lnext[i]] = p->lprev[i];
-	p->lprev[i] = p->lnext[i] = i;
-}
-
-static void list_add(struct qcow_priv *p, uint32_t h, uint32_t i)
-{
-	p->lnext[i] = p->lnext[h];
-	p->lprev[i] = h;
-	p->lprev[p->lnext[h]] = i;
-	p->lnext[h] = i;
-}
-
-static uint32_t hash_of(const struct qcow_priv *p, uint64_t k)
-{
-	return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & p->hash_mask;
+	return md_get(&p->cache, e->idx)->key;
 }
 
 static struct l2e *cache_lookup(struct qcow_priv *p, uint64_t k)
 {
-	int32_t i = p->hash[hash_of(p, k)];
+	uint32_t i = md_lookup(&p->cache, k);
 
-	while (i >= 0) {
-		struct l2e *e = &p->entries[i];
-
-		if (e->k == k && e->state != E_FREE)
-			return e;
-		i = e->hnext;
-	}
-	return NULL;
-}
-
-static void hash_insert(struct qcow_priv *p, struct l2e *e)
-{
-	uint32_t h = hash_of(p, e->k);
-
-	e->hnext = p->hash[h];
-	p->hash[h] = (int32_t)e->idx;
-}
-
-static void hash_remove(struct qcow_priv *p, struct l2e *e)
-{
-	int32_t *link = &p->hash[hash_of(p, e->k)];
-
-	while (*link >= 0) {
-		if (*link == (int32_t)e->idx) {
-			*link = e->hnext;
-			break;
-		}
-		link = &p->entries[*link].hnext;
-	}
-	e->hnext = -1;
+	return i == MD_NONE ? NULL : &p->entries[i];
 }
 
 static struct l2e *cache_take(struct qcow_priv *p)
 {
-	uint32_t i = p->lnext[free_head(p)];
-	struct l2e *e;
+	uint32_t i = md_take(&p->cache);
 
-	if (i == free_head(p)) {
-		i = p->lprev[lru_head(p)];
-		if (i == lru_head(p))
-			return NULL;
-	}
-	list_del(p, i);
-	e = &p->entries[i];
-	if (e->state != E_FREE)
-		hash_remove(p, e);
-	e->state = E_FREE;
-	return e;
+	return i == MD_NONE ? NULL : &p->entries[i];
 }
 
 static void pin(struct qcow_priv *p, struct l2e *e)
 {
-	if (e->pins++ == 0 && e->state == E_VALID)
-		list_del(p, e->idx);
+	md_pin(&p->cache, e->idx);
 }
 
 static void unpin(struct qcow_priv *p, struct l2e *e)
 {
-	if (--e->pins)
-		return;
-	if (e->state == E_VALID) {
-		list_add(p, lru_head(p), e->idx);
-	} else {
-		e->state = E_FREE;
-		list_add(p, free_head(p), e->idx);
-	}
-	resume_all(&p->cache_waiters);
-}
-
-static void touch(struct qcow_priv *p, struct l2e *e)
-{
-	if (!e->pins) {
-		list_del(p, e->idx);
-		list_add(p, lru_head(p), e->idx);
-	}
+	if (md_unpin(&p->cache, e->idx))
+		tl_resume_all(&p->cache_waiters);
 }
 
 /* Every entry of a table read from disk must point inside the file. */
@@ -407,19 +241,14 @@ static void l2_read_done(struct tio_req *r, int err)
 	struct td_treq *t;
 
 	p->inflight--;
-	if (!err && l2_validate(p, e->k, e->buf)) {
+	if (!err && l2_validate(p, l2_key(p, e), e->buf)) {
 		td_err("%s", td_errmsg());
 		err = -EIO;
 	} else if (err) {
 		td_err("%s: cannot read L2 table %" PRIu64 ": %s", p->path,
-		       e->k, strerror(-err));
+		       l2_key(p, e), strerror(-err));
 	}
-	if (err) {
-		hash_remove(p, e);
-		e->state = E_FREE;
-	} else {
-		e->state = E_VALID;
-	}
+	md_read_done(&p->cache, e->idx, !err);
 	while ((t = tl_pop(&list))) {
 		if (!err) {
 			td_treq_resume(t);
@@ -430,7 +259,7 @@ static void l2_read_done(struct tio_req *r, int err)
 				s->err = err;
 			td_treq_resume(t);
 		} else {
-			fail_treq(t, err);
+			td_fail_treq(t, err);
 		}
 		unpin(p, e);
 	}
@@ -458,13 +287,11 @@ static void cache_wait(struct qcow_priv *p, struct td_treq *t, uint64_t k)
 	r = meta_req(p, TIO_PRIO_META, TIO_READ, e->buf, p->g.l2_bytes,
 		     p->l1[k], t->deadline_ms, l2_read_done, e);
 	if (!r) {
-		list_add(p, free_head(p), e->idx);
+		md_give_back(&p->cache, e->idx);
 		td_treq_wait_tio(t);
 		return;
 	}
-	e->k = k;
-	e->state = E_READING;
-	hash_insert(p, e);
+	md_insert(&p->cache, e->idx, k, MD_READING);
 	pin(p, e);
 	tl_push(&e->waiters, t);
 	tio_submit(r);
@@ -474,9 +301,9 @@ static struct l2e *cache_valid(struct qcow_priv *p, uint64_t k)
 {
 	struct l2e *e = cache_lookup(p, k);
 
-	if (!e || e->state != E_VALID)
+	if (!e || md_get(&p->cache, e->idx)->state != MD_VALID)
 		return NULL;
-	touch(p, e);
+	md_touch(&p->cache, e->idx);
 	return e;
 }
 
@@ -523,7 +350,7 @@ static void zread_done(struct tio_req *r, int err)
 	z->busy = false;
 	z->t = NULL;
 	td_treq_put(t, err);
-	resume_all(&p->z_waiters);
+	tl_resume_all(&p->z_waiters);
 }
 
 /* Sectors [i, i + n) of @t from compressed cluster @entry. */
@@ -575,41 +402,6 @@ static int zread(struct qcow_priv *p, struct td_treq *t, uint32_t i,
 
 /* ---- reads ---- */
 
-/* Read the sectors of [i, i + n) not yet filled, from @off on. */
-static int read_runs(struct qcow_priv *p, struct td_treq *t, uint32_t i,
-		     uint32_t n, uint64_t off)
-{
-	uint32_t j = 0, k;
-
-	while (j < n) {
-		if (td_treq_filled(t, i + j)) {
-			j++;
-			continue;
-		}
-		for (k = j + 1; k < n && !td_treq_filled(t, i + k); k++)
-			;
-		if (td_treq_submit(t, &p->file, TIO_READ,
-				   t->buf + (size_t)(i + j) * SEC,
-				   (size_t)(k - j) * SEC,
-				   off + (uint64_t)j * SEC, 0)) {
-			t->cursor = i + j;
-			td_treq_wait_tio(t);
-			return -EAGAIN;
-		}
-		td_treq_fill(t, i + j, k - j);
-		j = k;
-	}
-	return 0;
-}
-
-static bool all_filled(const struct td_treq *t, uint32_t i, uint32_t n)
-{
-	for (uint32_t k = i; k < i + n; k++)
-		if (!td_treq_filled(t, k))
-			return false;
-	return true;
-}
-
 /* Sectors [i, i + n) of @t, all inside L2 table @e's range. */
 static int read_table(struct qcow_priv *p, struct td_treq *t,
 		      const struct l2e *e, uint32_t i, uint32_t n)
@@ -646,7 +438,8 @@ static int read_table(struct qcow_priv *p, struct td_treq *t,
 			c++;
 			len += cs < n - j - len ? cs : n - j - len;
 		}
-		if (read_runs(p, t, i + j, len, ent + (uint64_t)within * SEC))
+		if (td_read_unfilled(t, &p->file, i + j, len, NULL, 0,
+				     ent + (uint64_t)within * SEC))
 			return -EAGAIN;
 		j += len;
 	}
@@ -656,12 +449,8 @@ static int read_table(struct qcow_priv *p, struct td_treq *t,
 static void qcow_queue_read(struct td_image *img, struct td_treq *t)
 {
 	struct qcow_priv *p = img->priv;
-	uint32_t end = t->secs, i = t->cursor;
+	uint32_t end = td_treq_inside(t, p->g.sectors), i = t->cursor;
 
-	if (t->sec >= p->g.sectors)
-		end = 0;
-	else if (p->g.sectors - t->sec < end)
-		end = (uint32_t)(p->g.sectors - t->sec);
 	while (i < end) {
 		uint64_t s = t->sec + i, k = s / p->g.l2_secs;
 		uint32_t n = p->g.l2_secs - (uint32_t)(s % p->g.l2_secs);
@@ -669,7 +458,7 @@ static void qcow_queue_read(struct td_image *img, struct td_treq *t)
 
 		if (n > end - i)
 			n = end - i;
-		if (!p->l1[k] || all_filled(t, i, n)) {
+		if (!p->l1[k] || td_treq_all_filled(t, i, n)) {
 			i += n;
 			continue;
 		}
@@ -777,7 +566,7 @@ static void slot_io_done(struct tio_req *r, int err)
 	if (!err && r->op == TIO_WRITE &&
 	    (s->step == S_META || (s->step == S_DATA && r->buf == s->shadow)))
 		p->meta_gen++;
-	if (!err && r->op == TIO_FDSYNC && gen_before(p->synced_gen, s->gen))
+	if (!err && r->op == TIO_FDSYNC && td_gen_before(p->synced_gen, s->gen))
 		p->synced_gen = s->gen;
 	if (--s->pending)
 		return;
@@ -813,6 +602,14 @@ static bool slot_io(struct qcow_priv *p, struct slot *s, enum tio_prio prio,
 	s->waiting = true;
 	tio_submit(r);
 	return true;
+}
+
+/* A metadata I/O of the current step, or a stall until tio has entries. */
+static void slot_meta(struct qcow_priv *p, struct slot *s, enum tio_op op,
+		      void *buf, size_t len, uint64_t off)
+{
+	if (!slot_io(p, s, TIO_PRIO_META, op, buf, len, off))
+		slot_stall(s);
 }
 
 /* Does @t touch a compressed cluster in @table? */
@@ -964,10 +761,7 @@ static void slot_commit(struct qcow_priv *p, struct slot *s)
 			p->l1[s->k] = s->table_off;
 			if (e) {
 				memcpy(e->buf, s->shadow, p->g.l2_bytes);
-				e->k = s->k;
-				e->state = E_VALID;
-				hash_insert(p, e);
-				list_add(p, lru_head(p), e->idx);
+				md_insert(&p->cache, e->idx, s->k, MD_VALID);
 			}
 		} else {
 			memcpy(s->e->buf, s->shadow, p->g.l2_bytes);
@@ -994,7 +788,7 @@ static void slot_commit(struct qcow_priv *p, struct slot *s)
 		return;
 	}
 	s->used = false;
-	resume_all(&p->slot_waiters);
+	tl_resume_all(&p->slot_waiters);
 }
 
 static void slot_run(struct qcow_priv *p, struct slot *s)
@@ -1042,11 +836,7 @@ static void slot_run(struct qcow_priv *p, struct slot *s)
 				s->step = S_FUA;
 				break;
 			}
-			if (!slot_io(p, s, TIO_PRIO_META, TIO_FDSYNC, NULL, 0,
-				     0)) {
-				slot_stall(s);
-				return;
-			}
+			slot_meta(p, s, TIO_FDSYNC, NULL, 0, 0);
 			return;
 		case S_META:
 			if (!s->changed) {
@@ -1065,12 +855,8 @@ static void slot_run(struct qcow_priv *p, struct slot *s)
 
 				if (hi > p->g.l2_bytes)
 					hi = p->g.l2_bytes;
-				if (!slot_io(p, s, TIO_PRIO_META, TIO_WRITE,
-					     s->shadow + lo, hi - lo,
-					     p->l1[s->k] + lo)) {
-					slot_stall(s);
-					return;
-				}
+				slot_meta(p, s, TIO_WRITE, s->shadow + lo,
+					  hi - lo, p->l1[s->k] + lo);
 			}
 			return;
 		case S_FUA:
@@ -1079,11 +865,7 @@ static void slot_run(struct qcow_priv *p, struct slot *s)
 				s->step = S_COMMIT;
 				break;
 			}
-			if (!slot_io(p, s, TIO_PRIO_META, TIO_FDSYNC, NULL, 0,
-				     0)) {
-				slot_stall(s);
-				return;
-			}
+			slot_meta(p, s, TIO_FDSYNC, NULL, 0, 0);
 			return;
 		case S_COMMIT:
 		default:
@@ -1188,7 +970,7 @@ static void direct_write(struct qcow_priv *p, struct td_treq *t,
 		t->cursor += n;
 	}
 	/* Its clusters' metadata, written for others, may not be stable. */
-	if (fua && gen_before(p->synced_gen, p->meta_gen) &&
+	if (fua && td_gen_before(p->synced_gen, p->meta_gen) &&
 	    t->cursor == t->secs) {
 		if (td_treq_submit(t, &p->file, TIO_FDSYNC, NULL, 0, 0, 0)) {
 			t->drv_state = DS(DS_DIRECT, 0);
@@ -1252,14 +1034,14 @@ static void qcow_queue_write(struct td_image *img, struct td_treq *t)
 	}
 	if (!p->rdwr || t->sec >= p->g.sectors ||
 	    p->g.sectors - t->sec < t->secs) {
-		fail_treq(t, p->rdwr ? -EINVAL : -EROFS);
+		td_fail_treq(t, p->rdwr ? -EINVAL : -EROFS);
 		return;
 	}
 	k = t->sec / p->g.l2_secs;
 	if ((t->sec + t->secs - 1) / p->g.l2_secs != k) {
 		td_err("%s: write of sectors %" PRIu64 "+%u crosses an L2 "
 		       "table", p->path, t->sec, t->secs);
-		fail_treq(t, -EINVAL);
+		td_fail_treq(t, -EINVAL);
 		return;
 	}
 	if (p->l1[k]) {
@@ -1290,45 +1072,6 @@ static void qcow_queue_flush(struct td_image *img, struct td_treq *t)
 
 /* ---- open and close ---- */
 
-static int pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done,
-				  (off_t)(off + done));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (!n)
-			break;
-		done += (size_t)n;
-	}
-	memset((char *)buf + done, 0, len - done);
-	return 0;
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 static void free_bufs(struct qcow_priv *p)
 {
 	for (uint32_t i = 0; i < NR_Z; i++) {
@@ -1341,57 +1084,40 @@ static void free_bufs(struct qcow_priv *p)
 		free(z->obuf);
 		memset(z, 0, sizeof(*z));
 	}
+	md_cache_free(&p->cache);
 	free(p->l1);
 	free(p->l1_region);
 	free(p->entries);
 	free(p->l2_mem);
-	free(p->hash);
-	free(p->lprev);
-	free(p->lnext);
 	free(p->slot_mem);
 	free(p->zeros);
 	p->zeros = NULL;
 	p->l1 = NULL;
 	p->l1_region = p->l2_mem = p->slot_mem = NULL;
 	p->entries = NULL;
-	p->hash = NULL;
-	p->lprev = p->lnext = NULL;
 }
 
 static int setup_cache(struct qcow_priv *p)
 {
-	uint32_t n = CACHE_BYTES / p->g.l2_bytes, h = 1, i;
+	uint32_t n = CACHE_BYTES / p->g.l2_bytes, i;
 
 	if (n > CACHE_MAX)
 		n = CACHE_MAX;
 	if (n < CACHE_MIN)
 		n = CACHE_MIN;
-	while (h < 2 * n)
-		h <<= 1;
-	p->nr_entries = n;
 	p->entries = calloc(n, sizeof(*p->entries));
-	p->l2_mem = alloc_aligned((size_t)n * p->g.l2_bytes);
-	p->hash = malloc(h * sizeof(*p->hash));
-	p->lprev = malloc((n + 2) * sizeof(*p->lprev));
-	p->lnext = malloc((n + 2) * sizeof(*p->lnext));
-	if (!p->entries || !p->l2_mem || !p->hash || !p->lprev || !p->lnext)
+	p->l2_mem = td_alloc_aligned((size_t)n * p->g.l2_bytes);
+	if (!p->entries || !p->l2_mem || md_cache_init(&p->cache, n))
 		return -ENOMEM;
-	p->hash_mask = h - 1;
-	for (i = 0; i < h; i++)
-		p->hash[i] = -1;
-	for (i = 0; i < n + 2; i++)
-		p->lprev[i] = p->lnext[i] = i;
 	for (i = 0; i < n; i++) {
 		struct l2e *e = &p->entries[i];
 
 		e->p = p;
 		e->idx = i;
-		e->hnext = -1;
 		e->buf = p->l2_mem + (size_t)i * p->g.l2_bytes;
-		list_add(p, free_head(p), i);
 	}
-	p->slot_mem = alloc_aligned((size_t)NR_SLOTS * p->g.l2_bytes);
-	p->zeros = alloc_aligned(ALIGN);
+	p->slot_mem = td_alloc_aligned((size_t)NR_SLOTS * p->g.l2_bytes);
+	p->zeros = td_alloc_aligned(ALIGN);
 	if (!p->slot_mem || !p->zeros)
 		return -ENOMEM;
 	for (i = 0; i < NR_SLOTS; i++) {
@@ -1404,8 +1130,8 @@ static int setup_cache(struct qcow_priv *p)
 
 		z->p = p;
 		z->arena = malloc(Z_ARENA);
-		z->cbuf = alloc_aligned(p->g.cluster_size);
-		z->obuf = alloc_aligned(p->g.cluster_size);
+		z->cbuf = td_alloc_aligned(p->g.cluster_size);
+		z->obuf = td_alloc_aligned(p->g.cluster_size);
 		if (!z->arena || !z->cbuf || !z->obuf)
 			return -ENOMEM;
 		z->zs.zalloc = z_alloc;
@@ -1427,60 +1153,44 @@ static int load_l1(struct qcow_priv *p)
 {
 	int fd = p->file.fd_buffered, err;
 	uint64_t end = p->h.l1_off + p->g.l1_bytes;
+	char why[200];
 	uint8_t *l1;
 
 	p->l1_base = p->h.l1_off / ALIGN * ALIGN;
 	p->l1_len = align_up(end, ALIGN) - p->l1_base;
-	p->l1_region = alloc_aligned(p->l1_len);
+	p->l1_region = td_alloc_aligned(p->l1_len);
 	p->l1 = calloc(p->g.l1_size ? p->g.l1_size : 1, sizeof(*p->l1));
 	if (!p->l1_region || !p->l1)
 		return td_fail(ENOMEM, "%s: out of memory for the L1 table",
 			       p->path);
-	err = pread_all(fd, p->l1_region, p->l1_len, p->l1_base);
+	err = qcow_pread(fd, p->l1_region, p->l1_len, p->l1_base);
 	if (err)
 		return td_fail(err, "%s: cannot read the L1 table: %s",
 			       p->path, strerror(-err));
 	l1 = p->l1_region + (p->h.l1_off - p->l1_base);
-	if (p->h.has_ext && !(p->h.flags & QCOW_EXT_L1_BE)) {
-		for (uint64_t k = 0; k < p->g.l1_size; k++) {
-			uint64_t v = 0;
+	if (qcow_l1_to_be(&p->h, &p->g, l1) && p->rdwr) {
+		uint8_t head[QCOW_HEAD_BYTES];
 
-			for (int b = 7; b >= 0; b--)
-				v = v << 8 | l1[k * 8 + (unsigned)b];
-			qcow_put_be64(l1 + k * 8, v);
-		}
-		if (p->rdwr) {
-			uint8_t head[QCOW_HEAD_BYTES];
-
-			p->h.flags |= QCOW_EXT_L1_BE;
-			qcow_header_encode(&p->h, head);
-			err = pwrite_all(fd, l1, p->g.l1_bytes, p->h.l1_off);
-			if (!err)
-				err = pwrite_all(fd, head, sizeof(head), 0);
-			if (!err && fdatasync(fd) < 0)
-				err = -errno;
-			if (err)
-				return td_fail(err, "%s: cannot convert the L1 "
-					       "table to big-endian: %s",
-					       p->path, strerror(-err));
-		}
+		p->h.flags |= QCOW_EXT_L1_BE;
+		qcow_header_encode(&p->h, head);
+		err = qcow_pwrite(fd, l1, p->g.l1_bytes, p->h.l1_off);
+		if (!err)
+			err = qcow_pwrite(fd, head, sizeof(head), 0);
+		if (!err && fdatasync(fd) < 0)
+			err = -errno;
+		if (err)
+			return td_fail(err, "%s: cannot convert the L1 table "
+				       "to big-endian: %s", p->path,
+				       strerror(-err));
 	}
 	if (p->h.has_ext &&
 	    qcow_l1_cksum(l1, p->g.l1_bytes) != p->h.cksum)
 		td_info("%s: the L1 checksum is stale (the image was not "
 			"closed by tapdisk); it is rewritten at close",
 			p->path);
-	for (uint64_t k = 0; k < p->g.l1_size; k++) {
-		uint64_t v = qcow_get_be64(l1 + k * 8);
-
-		if (v && (v < QCOW_HEADER_SIZE || v > p->file_size ||
-			  p->g.l2_bytes > p->file_size - v))
-			return td_fail(EINVAL, "%s: L1 entry %" PRIu64
-				       " points past the end of the file (L2 "
-				       "table at %" PRIu64 ", file of %" PRIu64
-				       " bytes)", p->path, k, v, p->file_size);
-		p->l1[k] = v;
-	}
+	err = qcow_l1_decode(&p->g, l1, p->file_size, p->l1, why, sizeof(why));
+	if (err)
+		return td_fail(err, "%s: %s", p->path, why);
 	return 0;
 }
 
@@ -1501,7 +1211,7 @@ static int scan_l2(struct qcow_priv *p)
 	for (uint64_t k = 0; k < p->g.l1_size && !err; k++) {
 		if (!p->l1[k])
 			continue;
-		err = pread_all(p->file.fd_buffered, buf, p->g.l2_bytes,
+		err = qcow_pread(p->file.fd_buffered, buf, p->g.l2_bytes,
 				p->l1[k]);
 		if (err)
 			err = td_fail(err, "%s: cannot read L2 table %" PRIu64
@@ -1588,7 +1298,7 @@ static void qcow_close(struct td_image *img)
 			be[2] = (uint8_t)(ck >> 8);
 			be[3] = (uint8_t)ck;
 			if (ck != p->h.cksum)
-				err = pwrite_all(fd, be, 4, QCOW_EXT_CKSUM_OFF);
+				err = qcow_pwrite(fd, be, 4, QCOW_EXT_CKSUM_OFF);
 		}
 		if (!err && fdatasync(fd) < 0)
 			err = -errno;

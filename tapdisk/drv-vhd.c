@@ -41,15 +41,17 @@
 #include <uuid/uuid.h>
 
 #include "driver.h"
+#include "drv-util.h"
 #include "libvhd.h"
 #include "log.h"
+#include "md-cache.h"
 #include "tio.h"
+#include "treq-list.h"
 
 #define CACHE_ENTRIES	256u
 #define CACHE_BYTES	(8u << 20)	/* bitmap memory at most, roughly */
 #define CACHE_MIN	16u
 #define NR_SLOTS	32u
-#define BUF_ALIGN	4096u
 #define SEC		VHD_SECTOR_SIZE
 #define BAT_PER_SEC	(SEC / 4)
 #define NO_IDX		0xFFFFFFu
@@ -67,10 +69,6 @@ enum {
 #define DS_STATE(v)	((v) >> 24)
 #define DS_IDX(v)	((v) & NO_IDX)
 
-struct tlist {
-	struct td_treq	*head, *tail;
-};
-
 /* A metadata write some treqs wait for: at most one in flight. */
 struct mwrite {
 	bool		writing;	/* submitted, not completed */
@@ -79,17 +77,11 @@ struct mwrite {
 	struct tlist	next;		/* arrived while writing */
 };
 
-enum { E_FREE, E_READING, E_VALID };
-
+/* The bitmap of the block that cache entry @idx holds (its key). */
 struct bm_entry {
 	struct vhd_priv	*p;
 	uint32_t	idx;
-	uint32_t	block;
-	uint8_t		state;
 	bool		dirty;		/* bits set since the last write began */
-	uint32_t	pins;
-	int32_t		hnext;		/* hash chain */
-	uint32_t	prev, next;	/* LRU or free list */
 	uint8_t		*buf;
 	struct tlist	waiters;	/* for the read */
 	struct mwrite	w;
@@ -129,13 +121,10 @@ struct vhd_priv {
 	uint64_t	sectors;
 	unsigned	inflight;	/* our own tio requests */
 
-	/* Bitmap cache. */
-	uint32_t	nr_entries;
+	/* Bitmap cache: entries[i] goes with the cache's entry i. */
+	struct md_cache	cache;
 	struct bm_entry	*entries;
 	uint8_t		*bm_mem;
-	int32_t		*hash;
-	uint32_t	hash_mask;
-	uint32_t	*lprev, *lnext;	/* lists: [n] = LRU, [n + 1] = free */
 	struct tlist	cache_waiters;
 
 	/* Writing. */
@@ -164,98 +153,16 @@ struct vhd_priv {
 
 /* ---- small helpers ---- */
 
-static void tl_push(struct tlist *l, struct td_treq *t)
-{
-	t->next = NULL;
-	if (l->tail)
-		l->tail->next = t;
-	else
-		l->head = t;
-	l->tail = t;
-}
-
-static struct td_treq *tl_pop(struct tlist *l)
-{
-	struct td_treq *t = l->head;
-
-	if (t) {
-		l->head = t->next;
-		if (!l->head)
-			l->tail = NULL;
-		t->next = NULL;
-	}
-	return t;
-}
-
-/* Detach the whole list (callers walk it with tl_pop on the copy). */
-static struct tlist tl_take(struct tlist *l)
-{
-	struct tlist out = *l;
-
-	l->head = l->tail = NULL;
-	return out;
-}
-
-static bool tl_empty(const struct tlist *l)
-{
-	return !l->head;
-}
-
-static bool gen_before(uint32_t a, uint32_t b)
-{
-	return (int32_t)(a - b) < 0;
-}
-
-static void *alloc_aligned(size_t len)
-{
-	void *p = NULL;
-
-	if (posix_memalign(&p, BUF_ALIGN, len ? len : SEC))
-		return NULL;
-	memset(p, 0, len ? len : SEC);
-	return p;
-}
-
-/* End a parked treq (no get held) with @err. */
-static void fail_treq(struct td_treq *t, int err)
-{
-	t->drv_state = 0;
-	td_treq_get(t);
-	td_treq_put(t, err);
-	if (t->op == TD_OP_READ)
-		td_treq_forward(t);
-	else
-		td_treq_issued(t);
-}
-
-static void resume_all(struct tlist *l)
-{
-	struct tlist list = tl_take(l);
-	struct td_treq *t;
-
-	while ((t = tl_pop(&list)))
-		td_treq_resume(t);
-}
-
 static struct tio_req *meta_req(struct vhd_priv *p, enum tio_op op,
 				void *buf, size_t len, uint64_t off,
 				unsigned flags, uint64_t deadline,
 				tio_done_fn done, void *arg)
 {
-	struct tio_req *r = tio_get(TIO_PRIO_META);
+	struct tio_req *r = td_tio_req(TIO_PRIO_META, &p->file, op, flags, buf,
+				       len, off, deadline, done, arg);
 
-	if (!r)
-		return NULL;
-	r->file = &p->file;
-	r->op = op;
-	r->flags = flags;
-	r->buf = buf;
-	r->len = len;
-	r->off = off;
-	r->deadline_ms = deadline;
-	r->done = done;
-	r->arg = arg;
-	p->inflight++;
+	if (r)
+		p->inflight++;
 	return r;
 }
 
@@ -271,119 +178,43 @@ static bool block_full(const struct vhd_priv *p, uint32_t block)
 
 /* ---- bitmap cache ---- */
 
-static void list_del(struct vhd_priv *p, uint32_t i)
+static uint32_t bm_block(const struct vhd_priv *p, const struct bm_entry *e)
 {
-	p->lnext[p->lprev[i]] = p->lnext[i];
-	p->lprev[p->lnext[i]] = p->lprev[i];
-	p->lprev[i] = p->lnext[i] = i;
+	return (uint32_t)md_get(&p->cache, e->idx)->key;
 }
 
-/* Insert @i right after the list head @h (most recent first). */
-static void list_add(struct vhd_priv *p, uint32_t h, uint32_t i)
+static bool bm_valid(const struct vhd_priv *p, const struct bm_entry *e)
 {
-	p->lnext[i] = p->lnext[h];
-	p->lprev[i] = h;
-	p->lprev[p->lnext[h]] = i;
-	p->lnext[h] = i;
-}
-
-static uint32_t lru_head(const struct vhd_priv *p)
-{
-	return p->nr_entries;
-}
-
-static uint32_t free_head(const struct vhd_priv *p)
-{
-	return p->nr_entries + 1;
-}
-
-static uint32_t hash_of(const struct vhd_priv *p, uint32_t block)
-{
-	return (block * 2654435761u) & p->hash_mask;
+	return md_get(&p->cache, e->idx)->state == MD_VALID;
 }
 
 static struct bm_entry *cache_lookup(struct vhd_priv *p, uint32_t block)
 {
-	int32_t i = p->hash[hash_of(p, block)];
+	uint32_t i = md_lookup(&p->cache, block);
 
-	while (i >= 0) {
-		struct bm_entry *e = &p->entries[i];
-
-		if (e->block == block && e->state != E_FREE)
-			return e;
-		i = e->hnext;
-	}
-	return NULL;
-}
-
-static void hash_insert(struct vhd_priv *p, struct bm_entry *e)
-{
-	uint32_t h = hash_of(p, e->block);
-
-	e->hnext = p->hash[h];
-	p->hash[h] = (int32_t)e->idx;
-}
-
-static void hash_remove(struct vhd_priv *p, struct bm_entry *e)
-{
-	int32_t *link = &p->hash[hash_of(p, e->block)];
-
-	while (*link >= 0) {
-		if (*link == (int32_t)e->idx) {
-			*link = e->hnext;
-			break;
-		}
-		link = &p->entries[*link].hnext;
-	}
-	e->hnext = -1;
+	return i == MD_NONE ? NULL : &p->entries[i];
 }
 
 /* An entry nobody uses: a free one, else the least recently used. */
 static struct bm_entry *cache_take(struct vhd_priv *p)
 {
-	uint32_t i = p->lnext[free_head(p)];
-	struct bm_entry *e;
+	uint32_t i = md_take(&p->cache);
 
-	if (i == free_head(p)) {
-		i = p->lprev[lru_head(p)];
-		if (i == lru_head(p))
-			return NULL;
-	}
-	list_del(p, i);
-	e = &p->entries[i];
-	if (e->state != E_FREE)
-		hash_remove(p, e);
-	e->state = E_FREE;
-	e->dirty = false;
-	return e;
+	if (i == MD_NONE)
+		return NULL;
+	p->entries[i].dirty = false;
+	return &p->entries[i];
 }
 
 static void pin(struct vhd_priv *p, struct bm_entry *e)
 {
-	if (e->pins++ == 0 && e->state == E_VALID)
-		list_del(p, e->idx);
+	md_pin(&p->cache, e->idx);
 }
 
 static void unpin(struct vhd_priv *p, struct bm_entry *e)
 {
-	if (--e->pins)
-		return;
-	if (e->state == E_VALID) {
-		list_add(p, lru_head(p), e->idx);
-	} else {
-		/* A failed read: the entry holds nothing. */
-		e->state = E_FREE;
-		list_add(p, free_head(p), e->idx);
-	}
-	resume_all(&p->cache_waiters);
-}
-
-static void touch(struct vhd_priv *p, struct bm_entry *e)
-{
-	if (!e->pins) {
-		list_del(p, e->idx);
-		list_add(p, lru_head(p), e->idx);
-	}
+	if (md_unpin(&p->cache, e->idx))
+		tl_resume_all(&p->cache_waiters);
 }
 
 static void bm_read_done(struct tio_req *r, int err)
@@ -396,16 +227,13 @@ static void bm_read_done(struct tio_req *r, int err)
 	p->inflight--;
 	if (err) {
 		td_err("%s: cannot read the bitmap of block %u: %s",
-		       p->ctx.file, e->block, strerror(-err));
-		hash_remove(p, e);
-		e->state = E_FREE;
-	} else {
-		e->state = E_VALID;
+		       p->ctx.file, bm_block(p, e), strerror(-err));
 	}
+	md_read_done(&p->cache, e->idx, !err);
 	/* Unpin after each resume, so the entry survives for the next. */
 	while ((t = tl_pop(&list))) {
 		if (err)
-			fail_treq(t, err);
+			td_fail_treq(t, err);
 		else
 			td_treq_resume(t);
 		unpin(p, e);
@@ -422,8 +250,8 @@ static struct bm_entry *bm_get(struct vhd_priv *p, struct td_treq *t,
 	struct bm_entry *e = cache_lookup(p, block);
 	struct tio_req *r;
 
-	if (e && e->state == E_VALID) {
-		touch(p, e);
+	if (e && bm_valid(p, e)) {
+		md_touch(&p->cache, e->idx);
 		return e;
 	}
 	if (e) {
@@ -440,13 +268,11 @@ static struct bm_entry *bm_get(struct vhd_priv *p, struct td_treq *t,
 		     (uint64_t)p->ctx.bat[block] << VHD_SECTOR_SHIFT, 0,
 		     t->deadline_ms, bm_read_done, e);
 	if (!r) {
-		list_add(p, free_head(p), e->idx);
+		md_give_back(&p->cache, e->idx);
 		td_treq_wait_tio(t);
 		return NULL;
 	}
-	e->block = block;
-	e->state = E_READING;
-	hash_insert(p, e);
+	md_insert(&p->cache, e->idx, block, MD_READING);
 	pin(p, e);
 	tl_push(&e->waiters, t);
 	tio_submit(r);
@@ -464,67 +290,20 @@ static void cache_install_zero(struct vhd_priv *p, uint32_t block)
 	if (!e)
 		return;
 	memset(e->buf, 0, p->bm_bytes);
-	e->block = block;
-	e->state = E_VALID;
-	hash_insert(p, e);
-	list_add(p, lru_head(p), e->idx);
+	md_insert(&p->cache, e->idx, block, MD_VALID);
 }
 
 /* ---- reads ---- */
 
-/* Has an image above already given @t all of [i, i + n)? */
-static bool all_filled(const struct td_treq *t, uint32_t i, uint32_t n)
-{
-	for (uint32_t k = i; k < i + n; k++)
-		if (!td_treq_filled(t, k))
-			return false;
-	return true;
-}
-
-/* Read into @t the sectors [i, i + n) it has not been given yet. */
-static int read_runs(struct vhd_priv *p, struct td_treq *t, uint32_t i,
-		     uint32_t n, const uint8_t *bm, uint32_t first,
-		     uint64_t data)
-{
-	uint32_t j = 0, k;
-
-	while (j < n) {
-		if ((bm && !vhd_bitmap_test(bm, first + j)) ||
-		    td_treq_filled(t, i + j)) {
-			j++;
-			continue;
-		}
-		for (k = j + 1; k < n; k++)
-			if ((bm && !vhd_bitmap_test(bm, first + k)) ||
-			    td_treq_filled(t, i + k))
-				break;
-		if (td_treq_submit(t, &p->file, TIO_READ,
-				   t->buf + ((size_t)(i + j) << 9),
-				   (size_t)(k - j) << 9,
-				   data + ((uint64_t)(first + j) << 9), 0)) {
-			t->cursor = i + j;
-			td_treq_wait_tio(t);
-			return -EAGAIN;
-		}
-		td_treq_fill(t, i + j, k - j);
-		j = k;
-	}
-	return 0;
-}
-
 static void vhd_queue_read(struct td_image *img, struct td_treq *t)
 {
 	struct vhd_priv *p = img->priv;
-	uint32_t end = t->secs, i = t->cursor;
+	uint32_t end = td_treq_inside(t, p->sectors), i = t->cursor;
 
-	/* The core zero-fills past our end; stay inside it regardless. */
-	if (t->sec >= p->sectors)
-		end = 0;
-	else if (p->sectors - t->sec < end)
-		end = (uint32_t)(p->sectors - t->sec);
 	if (!p->dynamic) {
-		if (i < end && read_runs(p, t, i, end - i, NULL, 0,
-					 (t->sec + i) << VHD_SECTOR_SHIFT))
+		if (i < end &&
+		    td_read_unfilled(t, &p->file, i, end - i, NULL, 0,
+				     (t->sec + i) << VHD_SECTOR_SHIFT))
 			return;
 		td_treq_forward(t);
 		return;
@@ -539,7 +318,7 @@ static void vhd_queue_read(struct td_image *img, struct td_treq *t)
 		if (n > end - i)
 			n = end - i;
 		if (p->ctx.bat[block] == VHD_BAT_UNUSED ||
-		    all_filled(t, i, n)) {
+		    td_treq_all_filled(t, i, n)) {
 			i += n;
 			continue;
 		}
@@ -552,7 +331,9 @@ static void vhd_queue_read(struct td_image *img, struct td_treq *t)
 				return;
 			bm = e->buf;
 		}
-		if (read_runs(p, t, i, n, bm, first, block_data(p, block)))
+		if (td_read_unfilled(t, &p->file, i, n, bm, first,
+				     block_data(p, block) +
+				     ((uint64_t)first << VHD_SECTOR_SHIFT)))
 			return;
 		i += n;
 	}
@@ -649,7 +430,7 @@ static void sync_done(struct tio_req *r, int err)
 	struct vhd_priv *p = t->img->priv;
 
 	p->inflight--;
-	if (!err && gen_before(p->synced_gen, t->cursor))
+	if (!err && td_gen_before(p->synced_gen, t->cursor))
 		p->synced_gen = t->cursor;
 	t->drv_state = 0;
 	td_treq_put(t, err);
@@ -665,7 +446,7 @@ static void write_finish(struct vhd_priv *p, struct td_treq *t)
 	struct tio_req *r;
 
 	if (!(t->flags & TD_TREQ_FUA) ||
-	    !gen_before(p->synced_gen, p->meta_gen)) {
+	    !td_gen_before(p->synced_gen, p->meta_gen)) {
 		t->drv_state = 0;
 		td_treq_put(t, 0);
 		return;
@@ -688,7 +469,7 @@ static void bmw_done(struct tio_req *r, int err)
 {
 	struct bm_entry *e = r->arg;
 	struct vhd_priv *p = e->p;
-	uint32_t block = e->block;
+	uint32_t block = bm_block(p, e);
 	struct tlist list;
 	struct td_treq *t;
 	bool full;
@@ -740,7 +521,8 @@ static void bmw_start(struct vhd_priv *p, struct bm_entry *e)
 		if (t->flags & TD_TREQ_FUA)
 			flags = TIO_FUA;
 	r = meta_req(p, TIO_WRITE, e->buf, p->bm_bytes,
-		     (uint64_t)p->ctx.bat[e->block] << VHD_SECTOR_SHIFT, flags,
+		     (uint64_t)p->ctx.bat[bm_block(p, e)] << VHD_SECTOR_SHIFT,
+		     flags,
 		     e->w.cur.head->deadline_ms, bmw_done, e);
 	if (!r) {
 		t = tl_pop(&e->w.cur);
@@ -810,8 +592,14 @@ static void data_write(struct vhd_priv *p, struct td_treq *t,
 {
 	uint32_t block = (uint32_t)(t->sec / p->spb);
 	uint32_t first = (uint32_t)(t->sec % p->spb);
-	struct tio_req *r = tio_get(TIO_PRIO_DATA);
+	struct tio_req *r;
 
+	r = td_tio_req(TIO_PRIO_DATA, &p->file, TIO_WRITE,
+		       t->flags & TD_TREQ_FUA ? TIO_FUA : 0, t->buf,
+		       (size_t)t->secs << VHD_SECTOR_SHIFT,
+		       block_data(p, block) +
+		       ((uint64_t)first << VHD_SECTOR_SHIFT),
+		       t->deadline_ms, data_done, t);
 	if (!r) {
 		if (e)
 			unpin(p, e);
@@ -819,15 +607,6 @@ static void data_write(struct vhd_priv *p, struct td_treq *t,
 		td_treq_wait_tio(t);
 		return;
 	}
-	r->file = &p->file;
-	r->op = TIO_WRITE;
-	r->flags = t->flags & TD_TREQ_FUA ? TIO_FUA : 0;
-	r->buf = t->buf;
-	r->len = (size_t)t->secs << VHD_SECTOR_SHIFT;
-	r->off = block_data(p, block) + ((uint64_t)first << VHD_SECTOR_SHIFT);
-	r->deadline_ms = t->deadline_ms;
-	r->done = data_done;
-	r->arg = t;
 	p->inflight++;
 	t->drv_state = DS(DS_DATA, e ? e->idx : NO_IDX);
 	td_treq_get(t);
@@ -884,13 +663,13 @@ static void alloc_finish(struct vhd_priv *p, struct alloc_slot *s, int err)
 		cache_install_zero(p, s->block);
 	while ((t = tl_pop(&list))) {
 		if (err)
-			fail_treq(t, err);
+			td_fail_treq(t, err);
 		else
 			td_treq_resume(t);
 	}
 	/* Its footer no longer holds back later allocations. */
 	alloc_footers_check(p);
-	resume_all(&p->slot_waiters);
+	tl_resume_all(&p->slot_waiters);
 }
 
 /* A BAT sector write finished: it carried @w's entry and its riders'. */
@@ -965,7 +744,7 @@ static void alloc_done(struct tio_req *r, int err)
 			alloc_finish(p, s, err);
 			return;
 		}
-		if (gen_before(p->synced_gen, s->gen))
+		if (td_gen_before(p->synced_gen, s->gen))
 			p->synced_gen = s->gen;
 		s->step = A_BAT;
 		/* Another allocation may be writing the same BAT sector. */
@@ -1154,7 +933,7 @@ static void vhd_queue_write(struct td_image *img, struct td_treq *t)
 		return;
 	}
 	if (!p->rdwr || t->sec >= p->sectors || p->sectors - t->sec < t->secs) {
-		fail_treq(t, p->rdwr ? -EINVAL : -EROFS);
+		td_fail_treq(t, p->rdwr ? -EINVAL : -EROFS);
 		return;
 	}
 	if (!p->dynamic) {
@@ -1174,7 +953,7 @@ static void vhd_queue_write(struct td_image *img, struct td_treq *t)
 		/* The core splits at chunk_sectors; this is a bug there. */
 		td_err("%s: write of sectors %llu+%u crosses a block",
 		       p->ctx.file, (unsigned long long)t->sec, t->secs);
-		fail_treq(t, -EINVAL);
+		td_fail_treq(t, -EINVAL);
 		return;
 	}
 	{
@@ -1206,7 +985,7 @@ static void flush_done(struct tio_req *r, int err)
 	struct vhd_priv *p = t->img->priv;
 
 	p->inflight--;
-	if (!err && gen_before(p->synced_gen, t->cursor))
+	if (!err && td_gen_before(p->synced_gen, t->cursor))
 		p->synced_gen = t->cursor;
 	td_treq_put(t, err);
 }
@@ -1214,21 +993,14 @@ static void flush_done(struct tio_req *r, int err)
 static void vhd_queue_flush(struct td_image *img, struct td_treq *t)
 {
 	struct vhd_priv *p = img->priv;
-	struct tio_req *r = tio_get(TIO_PRIO_DATA);
+	struct tio_req *r = td_tio_req(TIO_PRIO_DATA, &p->file, TIO_FDSYNC, 0,
+				       NULL, 0, 0, t->deadline_ms, flush_done,
+				       t);
 
 	if (!r) {
 		td_treq_wait_tio(t);
 		return;
 	}
-	r->file = &p->file;
-	r->op = TIO_FDSYNC;
-	r->flags = 0;
-	r->buf = NULL;
-	r->len = 0;
-	r->off = 0;
-	r->deadline_ms = t->deadline_ms;
-	r->done = flush_done;
-	r->arg = t;
 	p->inflight++;
 	t->cursor = p->meta_gen;
 	td_treq_get(t);
@@ -1240,11 +1012,9 @@ static void vhd_queue_flush(struct td_image *img, struct td_treq *t)
 
 static void free_bufs(struct vhd_priv *p)
 {
+	md_cache_free(&p->cache);
 	free(p->entries);
 	free(p->bm_mem);
-	free(p->hash);
-	free(p->lprev);
-	free(p->lnext);
 	free(p->slot_mem);
 	free(p->zero_bm);
 	free(p->footer_buf);
@@ -1252,41 +1022,26 @@ static void free_bufs(struct vhd_priv *p)
 	p->entries = NULL;
 	p->bm_mem = p->slot_mem = p->zero_bm = p->footer_buf = NULL;
 	p->batmap_buf = NULL;
-	p->hash = NULL;
-	p->lprev = p->lnext = NULL;
 }
 
 static int setup_cache(struct vhd_priv *p)
 {
-	uint32_t n = CACHE_BYTES / p->bm_bytes, h = 1, i;
+	uint32_t n = CACHE_BYTES / p->bm_bytes;
 
 	if (n > CACHE_ENTRIES)
 		n = CACHE_ENTRIES;
 	if (n < CACHE_MIN)
 		n = CACHE_MIN;
-	while (h < 2 * n)
-		h <<= 1;
-	p->nr_entries = n;
 	p->entries = calloc(n, sizeof(*p->entries));
-	p->bm_mem = alloc_aligned((size_t)n * p->bm_bytes);
-	p->hash = malloc(h * sizeof(*p->hash));
-	p->lprev = malloc((n + 2) * sizeof(*p->lprev));
-	p->lnext = malloc((n + 2) * sizeof(*p->lnext));
-	if (!p->entries || !p->bm_mem || !p->hash || !p->lprev || !p->lnext)
+	p->bm_mem = td_alloc_aligned((size_t)n * p->bm_bytes);
+	if (!p->entries || !p->bm_mem || md_cache_init(&p->cache, n))
 		return -ENOMEM;
-	p->hash_mask = h - 1;
-	for (i = 0; i < h; i++)
-		p->hash[i] = -1;
-	for (i = 0; i < n + 2; i++)
-		p->lprev[i] = p->lnext[i] = i;
-	for (i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		struct bm_entry *e = &p->entries[i];
 
 		e->p = p;
 		e->idx = i;
-		e->hnext = -1;
 		e->buf = p->bm_mem + (size_t)i * p->bm_bytes;
-		list_add(p, free_head(p), i);
 	}
 	return 0;
 }
@@ -1296,9 +1051,9 @@ static int setup_writes(struct vhd_priv *p)
 	vhd_context_t *ctx = &p->ctx;
 	struct vhd_batmap_header *b = &ctx->batmap_hdr;
 
-	p->slot_mem = alloc_aligned((size_t)NR_SLOTS * SEC);
-	p->zero_bm = alloc_aligned(p->bm_bytes);
-	p->footer_buf = alloc_aligned(SEC);
+	p->slot_mem = td_alloc_aligned((size_t)NR_SLOTS * SEC);
+	p->zero_bm = td_alloc_aligned(p->bm_bytes);
+	p->footer_buf = td_alloc_aligned(SEC);
 	if (!p->slot_mem || !p->zero_bm || !p->footer_buf)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < NR_SLOTS; i++) {
@@ -1316,7 +1071,7 @@ static int setup_writes(struct vhd_priv *p)
 	 */
 	if (ctx->has_batmap &&
 	    b->batmap_offset == vhd_batmap_header_offset(ctx) + SEC) {
-		p->batmap_buf = alloc_aligned(SEC + ((size_t)b->batmap_size <<
+		p->batmap_buf = td_alloc_aligned(SEC + ((size_t)b->batmap_size <<
 						     VHD_SECTOR_SHIFT));
 		if (!p->batmap_buf)
 			return -ENOMEM;

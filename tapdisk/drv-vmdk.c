@@ -40,12 +40,13 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "drv-util.h"
 #include "log.h"
 #include "tio.h"
+#include "treq-list.h"
 
 #define SEC		512u
 #define SEC_SHIFT	9
-#define BUF_ALIGN	4096u
 #define GTE_PER_SEC	(SEC / 4)
 
 #define SPARSE_MAGIC		0x564d444bu	/* "KDMV" little-endian */
@@ -70,10 +71,6 @@
 
 enum { S_DATA, S_GT, S_RGT };
 enum { R_NONE, R_WRITER, R_RIDER, R_WAIT };
-
-struct tlist {
-	struct td_treq	*head, *tail;
-};
 
 struct slot {
 	struct vmdk_priv *p;
@@ -139,59 +136,6 @@ static void put_le32(uint8_t *b, uint32_t v)
 	b[1] = (uint8_t)(v >> 8);
 	b[2] = (uint8_t)(v >> 16);
 	b[3] = (uint8_t)(v >> 24);
-}
-
-static void tl_push(struct tlist *l, struct td_treq *t)
-{
-	t->next = NULL;
-	if (l->tail)
-		l->tail->next = t;
-	else
-		l->head = t;
-	l->tail = t;
-}
-
-static struct td_treq *tl_pop(struct tlist *l)
-{
-	struct td_treq *t = l->head;
-
-	if (t) {
-		l->head = t->next;
-		if (!l->head)
-			l->tail = NULL;
-		t->next = NULL;
-	}
-	return t;
-}
-
-static struct tlist tl_take(struct tlist *l)
-{
-	struct tlist out = *l;
-
-	l->head = l->tail = NULL;
-	return out;
-}
-
-static void *alloc_aligned(size_t len)
-{
-	void *m = NULL;
-
-	if (posix_memalign(&m, BUF_ALIGN, len ? len : SEC))
-		return NULL;
-	memset(m, 0, len ? len : SEC);
-	return m;
-}
-
-/* End a treq that holds no get of ours with @err. */
-static void fail_treq(struct td_treq *t, int err)
-{
-	t->drv_state = 0;
-	td_treq_get(t);
-	td_treq_put(t, err);
-	if (t->op == TD_OP_READ)
-		td_treq_forward(t);
-	else
-		td_treq_issued(t);
 }
 
 static int pread_full(int fd, void *buf, size_t len, uint64_t off)
@@ -651,8 +595,8 @@ static int setup_slots(struct vmdk_priv *p)
 		n = MIN_SLOTS;
 	p->nr_slots = n;
 	p->slots = calloc(n, sizeof(*p->slots));
-	p->slot_mem = alloc_aligned(n * gbytes);
-	p->sec_mem = alloc_aligned((size_t)n * SEC);
+	p->slot_mem = td_alloc_aligned(n * gbytes);
+	p->sec_mem = td_alloc_aligned((size_t)n * SEC);
 	if (!p->slots || !p->slot_mem || !p->sec_mem)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
@@ -917,45 +861,15 @@ static bool grain_mapped(const struct vmdk_priv *p, uint32_t gte)
 	return gte && !(gte == GTE_ZERO && p->zero_grain);
 }
 
-/* Read the sectors [i, i + n) nobody above filled, from byte @base on. */
-static int read_runs(struct vmdk_priv *p, struct td_treq *t, uint32_t i,
-		     uint32_t n, uint64_t base)
-{
-	uint32_t j = 0, k;
-
-	while (j < n) {
-		if (td_treq_filled(t, i + j)) {
-			j++;
-			continue;
-		}
-		for (k = j + 1; k < n && !td_treq_filled(t, i + k); k++)
-			;
-		if (td_treq_submit(t, &p->file, TIO_READ,
-				   t->buf + ((size_t)(i + j) << SEC_SHIFT),
-				   (size_t)(k - j) << SEC_SHIFT,
-				   base + ((uint64_t)j << SEC_SHIFT), 0)) {
-			t->cursor = i + j;
-			td_treq_wait_tio(t);
-			return -EAGAIN;
-		}
-		td_treq_fill(t, i + j, k - j);
-		j = k;
-	}
-	return 0;
-}
-
 static void vmdk_queue_read(struct td_image *img, struct td_treq *t)
 {
 	struct vmdk_priv *p = img->priv;
-	uint32_t end = t->secs, i = t->cursor;
+	uint32_t end = td_treq_inside(t, p->sectors), i = t->cursor;
 
-	if (t->sec >= p->sectors)
-		end = 0;
-	else if (p->sectors - t->sec < end)
-		end = (uint32_t)(p->sectors - t->sec);
 	if (!p->sparse) {
-		if (i < end && read_runs(p, t, i, end - i, p->flat_off +
-					 ((t->sec + i) << SEC_SHIFT)))
+		if (i < end &&
+		    td_read_unfilled(t, &p->file, i, end - i, NULL, 0,
+				     p->flat_off + ((t->sec + i) << SEC_SHIFT)))
 			return;
 		td_treq_forward(t);
 		return;
@@ -971,7 +885,8 @@ static void vmdk_queue_read(struct td_image *img, struct td_treq *t)
 			n = end - i;
 		/* Unallocated and zeroed grains: the core fills zeros. */
 		if (grain_mapped(p, gte) &&
-		    read_runs(p, t, i, n, ((uint64_t)gte + first) << SEC_SHIFT))
+		    td_read_unfilled(t, &p->file, i, n, NULL, 0,
+				     ((uint64_t)gte + first) << SEC_SHIFT))
 			return;
 		i += n;
 	}
@@ -1017,13 +932,11 @@ static void alloc_finish(struct vmdk_priv *p, struct slot *s, int err)
 	td_treq_put(owner, err);
 	while ((t = tl_pop(&list))) {
 		if (err)
-			fail_treq(t, err);
+			td_fail_treq(t, err);
 		else
 			td_treq_resume(t);
 	}
-	list = tl_take(&p->slot_waiters);
-	while ((t = tl_pop(&list)))
-		td_treq_resume(t);
+	tl_resume_all(&p->slot_waiters);
 }
 
 /* @w's GT sector write(s) ended: commit the group, hand the sector on. */
@@ -1178,7 +1091,7 @@ static void alloc_start(struct vmdk_priv *p, struct td_treq *t, uint64_t grain)
 	if (p->next_free + p->grain > UINT32_MAX) {
 		td_err("%s: no room for grain %" PRIu64 " (a sparse extent "
 		       "ends at 2 TiB)", p->path, grain);
-		fail_treq(t, -EFBIG);
+		td_fail_treq(t, -EFBIG);
 		return;
 	}
 	s->used = true;
@@ -1216,7 +1129,7 @@ static void vmdk_queue_write(struct td_image *img, struct td_treq *t)
 		return;
 	}
 	if (!p->rdwr || t->sec >= p->sectors || p->sectors - t->sec < t->secs) {
-		fail_treq(t, p->rdwr ? -EINVAL : -EROFS);
+		td_fail_treq(t, p->rdwr ? -EINVAL : -EROFS);
 		return;
 	}
 	if (!p->sparse) {
@@ -1228,7 +1141,7 @@ static void vmdk_queue_write(struct td_image *img, struct td_treq *t)
 			/* The core splits at chunk_sectors: a bug there. */
 			td_err("%s: write of sectors %" PRIu64 "+%u crosses a "
 			       "grain", p->path, t->sec, t->secs);
-			fail_treq(t, -EINVAL);
+			td_fail_treq(t, -EINVAL);
 			return;
 		}
 		s = slot_find(p, grain);

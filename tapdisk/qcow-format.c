@@ -310,15 +310,59 @@ int qcow_inflate(z_stream *zs, const void *in, size_t inlen, void *out,
 	return 0;
 }
 
+/* ---- the L1 table ---- */
+
+bool qcow_l1_to_be(const struct qcow_header *h, const struct qcow_geom *g,
+		   uint8_t *l1)
+{
+	if (!h->has_ext || (h->flags & QCOW_EXT_L1_BE))
+		return false;
+	for (uint64_t k = 0; k < g->l1_size; k++) {
+		uint64_t v = 0;
+
+		for (int b = 7; b >= 0; b--)
+			v = v << 8 | l1[k * 8 + (unsigned)b];
+		qcow_put_be64(l1 + k * 8, v);
+	}
+	return true;
+}
+
+int qcow_l1_decode(const struct qcow_geom *g, const uint8_t *l1,
+		   uint64_t file_size, uint64_t *out, char *why, size_t whylen)
+{
+	for (uint64_t k = 0; k < g->l1_size; k++) {
+		uint64_t v = qcow_get_be64(l1 + k * 8);
+
+		if (v && (v < QCOW_HEADER_SIZE || v > file_size ||
+			  g->l2_bytes > file_size - v)) {
+			snprintf(why, whylen, "L1 entry %" PRIu64 " points past "
+				 "the end of the file (L2 table at %" PRIu64
+				 ", file of %" PRIu64 " bytes)", k, v,
+				 file_size);
+			return -EINVAL;
+		}
+		out[k] = v;
+	}
+	return 0;
+}
+
 /* ---- files ---- */
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+/*
+ * pread (@rbuf) or pwrite (@wbuf) until @len bytes are done, EINTR
+ * retried.  A read stops at the end of the file (*done short); a write
+ * that makes no progress is an EIO.  0 or -errno.
+ */
+static int rw_all(int fd, void *rbuf, const void *wbuf, size_t len,
+		  uint64_t off, size_t *done)
 {
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done,
-				  (off_t)(off + done));
+	*done = 0;
+	while (*done < len) {
+		ssize_t n = rbuf ?
+			pread(fd, (char *)rbuf + *done, len - *done,
+			      (off_t)(off + *done)) :
+			pwrite(fd, (const char *)wbuf + *done, len - *done,
+			       (off_t)(off + *done));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -326,11 +370,27 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 			return -errno;
 		}
 		if (!n)
-			break;
-		done += (size_t)n;
+			return rbuf ? 0 : -EIO;
+		*done += (size_t)n;
 	}
-	memset((char *)buf + done, 0, len - done);
 	return 0;
+}
+
+int qcow_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done;
+	int err = rw_all(fd, buf, NULL, len, off, &done);
+
+	if (!err)
+		memset((char *)buf + done, 0, len - done);
+	return err;
+}
+
+int qcow_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done;
+
+	return rw_all(fd, NULL, buf, len, off, &done);
 }
 
 int qcow_read_meta(int fd, struct qcow_header *h, struct qcow_geom *g,
@@ -353,7 +413,7 @@ int qcow_read_meta(int fd, struct qcow_header *h, struct qcow_geom *g,
 			 "for a qcow header", *file_size);
 		return -EINVAL;
 	}
-	err = pread_full(fd, head, sizeof(head), 0);
+	err = qcow_pread(fd, head, sizeof(head), 0);
 	if (err) {
 		snprintf(why, whylen, "cannot read the header: %s",
 			 strerror(-err));
@@ -368,7 +428,7 @@ int qcow_read_meta(int fd, struct qcow_header *h, struct qcow_geom *g,
 			snprintf(why, whylen, "backing file name too long");
 			return -ENAMETOOLONG;
 		}
-		err = pread_full(fd, backing, h->backing_len, h->backing_off);
+		err = qcow_pread(fd, backing, h->backing_len, h->backing_off);
 		if (err) {
 			snprintf(why, whylen, "cannot read the backing file "
 				 "name: %s", strerror(-err));
@@ -406,7 +466,7 @@ int qcow_probe(const char *path, char *type, size_t typelen, char *why,
 		snprintf(why, whylen, "%s: %s", path, strerror(errno));
 		return err;
 	}
-	err = pread_full(fd, head, sizeof(head), 0);
+	err = qcow_pread(fd, head, sizeof(head), 0);
 	close(fd);
 	if (err) {
 		snprintf(why, whylen, "%s: %s", path, strerror(-err));

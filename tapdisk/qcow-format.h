@@ -139,6 +139,28 @@ int qcow_inflate(z_stream *zs, const void *in, size_t inlen, void *out,
 		 size_t outlen);
 
 /*
+ * An old blktap image's L1 table (extension without QCOW_EXT_L1_BE) is
+ * little-endian: turn @l1 (g->l1_bytes of it) big-endian in place, and
+ * say true.  False, @l1 untouched, for a big-endian table.
+ */
+bool qcow_l1_to_be(const struct qcow_header *h, const struct qcow_geom *g,
+		   uint8_t *l1);
+/*
+ * The big-endian L1 table @l1 into @out (g->l1_size entries, host
+ * order), each entry checked to leave room for an L2 table in a file of
+ * @file_size bytes.  0, or -EINVAL with @why naming the first bad entry.
+ */
+int qcow_l1_decode(const struct qcow_geom *g, const uint8_t *l1,
+		   uint64_t file_size, uint64_t *out, char *why, size_t whylen);
+
+/*
+ * pread/pwrite of all @len bytes, EINTR retried; 0 or -errno.  Past the
+ * end of the file qcow_pread() reads zeros.
+ */
+int qcow_pread(int fd, void *buf, size_t len, uint64_t off);
+int qcow_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+
+/*
  * Read the header (and the backing file's name into @backing, "" when
  * none) from @fd, and check them.  0 or -errno with @why.
  */

@@ -326,3 +326,42 @@ td_close_detach() {
 	run "$TAP_CTL" close -p "$1" -m "$2"
 	run "$TAP_CTL" detach -p "$1" -m "$2"
 }
+
+# td_crash_run ROUND MINOR RIG-RUN-ARGS...: kill -9 a tapdisk in the
+# middle of writes.  Starts a tapdisk (TD_PID) and, in the background,
+# 'td-rig run -p TD_PID -m MINOR RIG-RUN-ARGS... --stop-on-signal'
+# (RIG_PID, its output in rig.out); once the tapdisk has counted its first
+# write, waits a random 10 to 609 ms (left in CRASH_DELAY, as "0.123") and
+# kills it.  td-rig must then notice, save its model with the writes in
+# flight marked "old or new", and exit 3; its output is printed.  TD_PID
+# and RIG_PID are empty again after; the test names them in td_cleanup.
+td_crash_run() {
+	local round=$1 minor=$2 n=0 rc=0
+	shift 2
+	td_start
+	"$TD_RIG" run -p "$TD_PID" -m "$minor" "$@" --stop-on-signal \
+		>rig.out 2>&1 &
+	RIG_PID=$!
+	for _ in $(seq 1 300); do
+		n=$(td_stat "$TD_PID" "$minor" requests.write 2>/dev/null) ||
+			n=0
+		[ "$n" -gt 0 ] && break
+		kill -0 "$RIG_PID" 2>/dev/null ||
+			{ cat rig.out; die "round $round: td-rig exited early"; }
+		sleep 0.1
+	done
+	[ "$n" -gt 0 ] || die "round $round: no writes in 30 s"
+	CRASH_DELAY=$(printf '0.%03d' $((RANDOM % 600 + 10)))
+	sleep "$CRASH_DELAY"
+	kill -9 "$TD_PID"
+	wait "$TD_PID" || rc=$?
+	TD_PID=
+	[ $rc -eq 137 ] || die "round $round: tapdisk exited $rc before the kill"
+	# It saves its model first: time enough even under valgrind.
+	wait_child "$RIG_PID" 120 ||
+		die "round $round: td-rig still running after tapdisk died"
+	RIG_PID=
+	cat rig.out
+	[ "$CHILD_RC" -eq 3 ] ||
+		die "round $round: td-rig exited $CHILD_RC, not 3 (tapdisk died)"
+}

@@ -32,37 +32,10 @@ for round in $(seq 1 "$ROUNDS"); do
 		kind="same image, after a crash"
 		workload=(--bs 4k-64k --rw randrw --read-pct 10)
 	fi
-	td_start
-	"$TD_RIG" run -p "$TD_PID" -m $MINOR -a "vhd:$TMPDIR/img.vhd" -d 64 \
-		"${workload[@]}" --stop-on-signal --seed $((round * 7919)) \
-		--model m.model >rig.out 2>&1 &
-	RIG_PID=$!
-	# Wait for the first writes, then kill at a random moment.
-	for _ in $(seq 1 300); do
-		n=$(td_stat "$TD_PID" $MINOR requests.write 2>/dev/null) ||
-			n=0
-		[ "$n" -gt 0 ] && break
-		kill -0 "$RIG_PID" 2>/dev/null ||
-			{ cat rig.out; die "round $round: td-rig exited early"; }
-		sleep 0.1
-	done
-	[ "$n" -gt 0 ] || die "round $round: no writes in 30 s"
-	delay=$(printf '0.%03d' $((RANDOM % 600 + 10)))
-	sleep "$delay"
-	kill -9 "$TD_PID"
-	rc=0
-	wait "$TD_PID" || rc=$?
-	TD_PID=
-	[ $rc -eq 137 ] || die "round $round: tapdisk exited $rc before the kill"
-	# It saves its model first: time enough even under valgrind.
-	wait_child "$RIG_PID" 120 ||
-		die "round $round: td-rig still running after tapdisk died"
-	RIG_PID=
-	cat rig.out
-	[ "$CHILD_RC" -eq 3 ] ||
-		die "round $round: td-rig exited $CHILD_RC, not 3 (tapdisk died)"
+	td_crash_run "$round" $MINOR -a "vhd:$TMPDIR/img.vhd" -d 64 \
+		"${workload[@]}" --seed $((round * 7919)) --model m.model
 	alloc=$("$VHD_UTIL" query -n img.vhd -a)
-	log "round $round ($kind): killed ${delay}s after the first writes; $alloc blocks allocated"
+	log "round $round ($kind): killed ${CRASH_DELAY}s after the first writes; $alloc blocks allocated"
 
 	run "$VHD_UTIL" check -n img.vhd
 	"$VHD_UTIL" read -n img.vhd -r 0 -c $SECTORS >img.raw ||
