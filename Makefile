@@ -282,11 +282,20 @@ endef
 
 # The valgrind pass reuses the default build; VALGRIND_TESTS picks which
 # tests run under memcheck (globs; empty means all of them).
-VALGRIND_TESTS	?= test-* vhd-util-* qemu-interop-* tap-ctl-* tapdisk-* qcow-*
+# make check runs the unit tests and the tests of the long-running programs
+# (tapdisk, the qcow tools) and a few of vhd-util's; the many short runs
+# of vhd-util and tap-ctl (every one also under ASan/UBSan) took more than
+# ten minutes of memcheck start-ups, so they are in check-long's pass:
+# make check-valgrind VALGRIND_TESTS="$(VALGRIND_TESTS_ALL)" runs it alone.
+VALGRIND_TESTS_ALL := test-* vhd-util-* qemu-interop-* tap-ctl-* tapdisk-* \
+		      qcow-*
+VALGRIND_TESTS	?= test-* qemu-interop-* tapdisk-* qcow-* vhd-util-check-* \
+		   vhd-util-coalesce vhd-util-snapshot-chain
+# $(call valgrind_layer,GLOBS)
 define valgrind_layer
 	if [ -x $(BUILD)/default/vhd-util ]; then \
 		VALGRIND=1 $(RUN_ENV) tests/run-tests $(BUILD)/default \
-			$(VALGRIND_TESTS) || rc=1; \
+			$(1) || rc=1; \
 	else \
 		echo "FAIL: valgrind (no default build)"; echo "0 1 0" >> $(RESULTS); rc=1; \
 	fi;
@@ -339,7 +348,7 @@ endef
 
 .PHONY: check check-long check-unit check-functional check-asan check-fuzz \
 	check-valgrind check-checkpatch check-bench-smoke
-# $(call all_layers,CHECK-VM-OPTIONS)
+# $(call all_layers,CHECK-VM-OPTIONS[,VALGRIND-GLOBS])
 define all_layers
 	$(begin) \
 	echo "=== unit + functional tests (default) ==="; \
@@ -347,7 +356,7 @@ define all_layers
 	echo "=== unit + functional tests (asan, ubsan) ==="; \
 	$(call layer,asan,) \
 	echo "=== valgrind memcheck ==="; \
-	$(valgrind_layer) \
+	$(call valgrind_layer,$(or $(2),$(VALGRIND_TESTS))) \
 	echo "=== fuzzers ($(FUZZ_TIME) s each) ==="; \
 	$(fuzz_layer) \
 	echo "=== kernel module: checkpatch ==="; \
@@ -367,7 +376,7 @@ check: deps
 	$(call all_layers,)
 
 check-long: deps
-	$(call all_layers,--long)
+	$(call all_layers,--long,$(VALGRIND_TESTS_ALL))
 
 check-checkpatch:
 	$(begin) $(checkpatch_layer) $(end)
@@ -389,7 +398,7 @@ check-fuzz:
 
 check-valgrind:
 	@$(SUBMAKE) VARIANT=default all
-	$(begin) $(valgrind_layer) $(end)
+	$(begin) $(call valgrind_layer,$(VALGRIND_TESTS)) $(end)
 
 # ---- benchmark --------------------------------------------------------------
 # Not part of check: minutes of I/O on a 1 GiB file in bench/data/, then
