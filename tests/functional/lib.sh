@@ -365,3 +365,55 @@ td_crash_run() {
 	[ "$CHILD_RC" -eq 3 ] ||
 		die "round $round: td-rig exited $CHILD_RC, not 3 (tapdisk died)"
 }
+
+# ---- tapdisk under a td-rig load (pause, snapshot and xmsnap tests) ----
+# They use TD_PID, MINOR and RIG_PID; the rig's output goes to rig.out.
+
+# rig_writes: the write requests tapdisk has taken.
+rig_writes() {
+	td_stat "$TD_PID" "$MINOR" requests.write
+}
+
+# wait_writes N: until tapdisk has taken N more write requests (30 s).
+wait_writes() {
+	local want i
+	want=$(($(rig_writes) + $1))
+	for i in $(seq 1 300); do
+		[ "$(rig_writes)" -ge "$want" ] && return 0
+		kill -0 "$RIG_PID" 2>/dev/null ||
+			{ cat rig.out; die "td-rig exited early"; }
+		sleep 0.1
+	done
+	die "no progress: fewer than $1 writes in 30 s"
+}
+
+# rig_load_start SEED TYPE IMAGE: a new tapdisk serving $TMPDIR/IMAGE as
+# $MINOR, under td-rig's random load (checked against TYPE.model) until
+# rig_load_stop; returns once 100 writes went through.
+rig_load_start() {
+	td_start
+	log "tapdisk $TD_PID serves $2:$3"
+	"$TD_RIG" run -p "$TD_PID" -m "$MINOR" -a "$2:$TMPDIR/$3" -d 32 \
+		--bs 512-128k --rw randrw --read-pct 30 --flush-every 50 \
+		--stop-on-signal --timeout 120 --seed "$1" --model "$2.model" \
+		>rig.out 2>&1 &
+	RIG_PID=$!
+	for _ in $(seq 1 300); do
+		"$TAP_CTL" stats -p "$TD_PID" -m "$MINOR" >/dev/null 2>&1 && break
+		kill -0 "$RIG_PID" 2>/dev/null || { cat rig.out; die "td-rig exited"; }
+		sleep 0.1
+	done
+	wait_writes 100
+}
+
+# rig_load_stop: td-rig ends without a failed request; tapdisk stops.
+rig_load_stop() {
+	kill -TERM "$RIG_PID"
+	wait_child "$RIG_PID" 120 || die "td-rig did not stop on SIGTERM"
+	RIG_PID=
+	cat rig.out
+	[ "$CHILD_RC" -eq 0 ] || die "td-rig exited with status $CHILD_RC"
+	assert_match " errors=0 " "$(cat rig.out)" "requests failed"
+	td_stop "$TD_PID"
+	TD_PID=
+}

@@ -19,24 +19,6 @@ MB=64
 SECTORS=$((MB * 2048))
 MINOR=2
 
-# writes: the write requests tapdisk has taken.
-writes() {
-	td_stat "$TD_PID" $MINOR requests.write
-}
-
-# wait_writes N: until tapdisk has taken N more write requests (30 s).
-wait_writes() {
-	local want i
-	want=$(( $(writes) + $1 ))
-	for i in $(seq 1 300); do
-		[ "$(writes)" -ge "$want" ] && return 0
-		kill -0 "$RIG_PID" 2>/dev/null ||
-			{ cat rig.out; die "td-rig exited early"; }
-		sleep 0.1
-	done
-	die "no progress: fewer than $1 writes in 30 s"
-}
-
 run "$VHD_UTIL" create -n leaf0.vhd -s $MB
 td_start
 log "tapdisk $TD_PID"

@@ -30,23 +30,6 @@ TAPDEV=/dev/xen/blktap-2/tapdev$MINOR
 SHELLS=(env bash)
 command -v busybox >/dev/null 2>&1 && SHELLS+=("busybox sh")
 
-writes() {
-	td_stat "$TD_PID" $MINOR requests.write
-}
-
-# wait_writes N: until tapdisk has taken N more write requests (30 s).
-wait_writes() {
-	local want i
-	want=$(($(writes) + $1))
-	for i in $(seq 1 300); do
-		[ "$(writes)" -ge "$want" ] && return 0
-		kill -0 "$RIG_PID" 2>/dev/null ||
-			{ cat rig.out; die "td-rig exited early"; }
-		sleep 0.1
-	done
-	die "no progress: fewer than $1 writes in 30 s"
-}
-
 # leaf_now: TYPE:PATH the disk runs on (tap-ctl list), checking it runs.
 leaf_now() {
 	local line
@@ -73,34 +56,6 @@ snap() {
 	fi
 	LEAF=$new
 	wait_writes 100
-}
-
-# start_load TYPE IMAGE: a tapdisk serving IMAGE as $MINOR under td-rig.
-start_load() {
-	td_start
-	log "tapdisk $TD_PID"
-	"$TD_RIG" run -p "$TD_PID" -m $MINOR -a "$1:$TMPDIR/$2" -d 32 \
-		--bs 512-128k --rw randrw --read-pct 30 --flush-every 50 \
-		--stop-on-signal --timeout 120 --seed 47 --model "$1.model" \
-		>rig.out 2>&1 &
-	RIG_PID=$!
-	for _ in $(seq 1 300); do
-		"$TAP_CTL" stats -p "$TD_PID" -m $MINOR >/dev/null 2>&1 && break
-		kill -0 "$RIG_PID" 2>/dev/null || { cat rig.out; die "td-rig exited"; }
-		sleep 0.1
-	done
-	wait_writes 100
-}
-
-stop_load() {
-	kill -TERM "$RIG_PID"
-	wait_child "$RIG_PID" 120 || die "td-rig did not stop on SIGTERM"
-	RIG_PID=
-	cat rig.out
-	[ "$CHILD_RC" -eq 0 ] || die "td-rig exited with status $CHILD_RC"
-	assert_match " errors=0 " "$(cat rig.out)" "requests failed"
-	td_stop "$TD_PID"
-	TD_PID=
 }
 
 # every_snapshot TYPE: snapshots by each kind of target, each shell.
@@ -132,7 +87,7 @@ every_snapshot() {
 log "VHD"
 run "$VHD_UTIL" create -n disk.vhd -s $MB
 LEAF=$TMPDIR/disk.vhd
-start_load vhd disk.vhd
+rig_load_start 47 vhd disk.vhd
 every_snapshot vhd
 depth=$("$VHD_UTIL" query -n "$LEAF" -d)
 n=$((4 * ${#SHELLS[@]} + 3 + 1))
@@ -149,7 +104,7 @@ run rm -- "$LEAF"
 assert_eq "vhd:$parent" "$(leaf_now)" "leaf after the coalesce"
 wait_writes 200
 LEAF=$parent
-stop_load
+rig_load_stop
 run "$VHD_UTIL" check -n "$LEAF" -p
 "$VHD_UTIL" read -n "$LEAF" -r 0 -c $SECTORS >chain.raw || die "vhd-util read failed"
 run "$TD_RIG" verify --model vhd.model --image chain.raw
@@ -160,9 +115,9 @@ run "$VHD_UTIL" check -n backup.vhd -p
 log "qcow"
 run "$QCOW_CREATE" $MB disk.qcow
 LEAF=$TMPDIR/disk.qcow
-start_load qcow disk.qcow
+rig_load_start 47 qcow disk.qcow
 every_snapshot qcow
-stop_load
+rig_load_stop
 run "$QCOW2RAW" flat.raw "$LEAF"
 run "$TD_RIG" verify --model qcow.model --image flat.raw
 echo ok

@@ -39,22 +39,6 @@ if [ "$(id -u)" = 0 ] && unshare -m true 2>/dev/null; then
 	ROOT_NS=1
 fi
 
-writes() {
-	td_stat "$TD_PID" $MINOR requests.write
-}
-
-wait_writes() {
-	local want i
-	want=$(($(writes) + $1))
-	for i in $(seq 1 300); do
-		[ "$(writes)" -ge "$want" ] && return 0
-		kill -0 "$RIG_PID" 2>/dev/null ||
-			{ cat rig.out; die "td-rig exited early"; }
-		sleep 0.1
-	done
-	die "no progress: fewer than $1 writes in 30 s"
-}
-
 pauses() {
 	grep -c "pausing with" "$TMPDIR/tapdisk.$TD_PID.log" || true
 }
@@ -62,33 +46,6 @@ pauses() {
 # images: the image files in the directory (what xmsnap may leave).
 images() {
 	ls -A "$TMPDIR" | grep -E '\.(vhd|qcow)' | sort
-}
-
-start_load() {	# start_load TYPE IMAGE
-	td_start
-	log "tapdisk $TD_PID serves $1:$2"
-	"$TD_RIG" run -p "$TD_PID" -m $MINOR -a "$1:$TMPDIR/$2" -d 32 \
-		--bs 512-128k --rw randrw --read-pct 30 --flush-every 50 \
-		--stop-on-signal --timeout 120 --seed 61 --model "$1.model" \
-		>rig.out 2>&1 &
-	RIG_PID=$!
-	for _ in $(seq 1 300); do
-		"$TAP_CTL" stats -p "$TD_PID" -m $MINOR >/dev/null 2>&1 && break
-		kill -0 "$RIG_PID" 2>/dev/null || { cat rig.out; die "td-rig exited"; }
-		sleep 0.1
-	done
-	wait_writes 100
-}
-
-stop_load() {
-	kill -TERM "$RIG_PID"
-	wait_child "$RIG_PID" 120 || die "td-rig did not stop on SIGTERM"
-	RIG_PID=
-	cat rig.out
-	[ "$CHILD_RC" -eq 0 ] || die "td-rig exited with status $CHILD_RC"
-	assert_match " errors=0 " "$(cat rig.out)" "requests failed"
-	td_stop "$TD_PID"
-	TD_PID=
 }
 
 # still_on LEAF PAUSED_BEFORE EXPECT_PAUSED: after a failure, the disk runs
@@ -104,7 +61,7 @@ still_on() {
 
 # ---- VHD ----
 run "$VHD_UTIL" create -n disk.vhd -s $MB
-start_load vhd disk.vhd
+rig_load_start 61 vhd disk.vhd
 LEAF=$TMPDIR/disk.vhd
 IMAGES=$(images)
 
@@ -215,14 +172,14 @@ log "after all that, a snapshot works"
 new=$("$XMSNAP" $MINOR) || die "xmsnap failed"
 assert_match "args=vhd:$new$" "$("$TAP_CTL" list -m $MINOR)"
 wait_writes 100
-stop_load
+rig_load_stop
 run "$VHD_UTIL" check -n "$new" -p
 "$VHD_UTIL" read -n "$new" -r 0 -c $SECTORS >chain.raw || die "vhd-util read failed"
 run "$TD_RIG" verify --model vhd.model --image chain.raw
 
 # ---- qcow ----
 run "$QCOW_CREATE" $MB disk.qcow
-start_load qcow disk.qcow
+rig_load_start 61 qcow disk.qcow
 LEAF=$TMPDIR/disk.qcow
 IMAGES=$(images)
 if [ $ROOT_NS = 1 ]; then
@@ -240,7 +197,7 @@ expect_fail "$XMSNAP" $MINOR
 assert_match "no longer exists; not pausing minor $MINOR$" "$FAIL_MSG"
 run mv moved.qcow disk.qcow
 still_on "qcow:$LEAF" "$p0" 0
-stop_load
+rig_load_stop
 run "$QCOW2RAW" flat.raw "$LEAF"
 run "$TD_RIG" verify --model qcow.model --image flat.raw
 echo ok
