@@ -12,7 +12,8 @@
 #   tapdev-aio  /dev/xen/blktap-2/tapdevN, tapdisk aio: on the file;
 #   tapdev-vhd  a tapdev on a dynamic VHD, every block allocated.
 # Workloads: 4 KiB random read and write at depth 32, 1 MiB sequential read
-# and write at depth 8.  Each repetition runs every contender in turn.
+# and write at depth 8.  Each repetition runs every contender in turn, in
+# reverse order every other time.
 # One line per run on the console (run-vm -s prints it without the
 # "VMTEST SHOW " prefix):
 #   VMTEST SHOW BENCH WORKLOAD CONTENDER REP IOPS MIBPS
@@ -93,7 +94,11 @@ for w in "4k-randread randread 4k 32" "4k-randwrite randwrite 4k 32" \
 	name=$1 rw=$2 bs=$3 depth=$4
 	rep=1
 	while [ $rep -le "$reps" ]; do
-		for c in file loop-dio tapdev-aio tapdev-vhd; do
+		# Odd repetitions in this order, even ones reversed
+		# (bench/run takes the median of per-repetition ratios).
+		order="file loop-dio tapdev-aio tapdev-vhd"
+		[ $((rep % 2)) = 0 ] && order="tapdev-vhd tapdev-aio loop-dio file"
+		for c in $order; do
 			case $c in
 			file) f=$raw ;;
 			loop-dio) f=$LOOP ;;
