@@ -4,24 +4,54 @@
  *
  * Metadata (footer, header, BAT, batmap) is read synchronously through
  * libvhd at open and kept in its context; after that every I/O goes
- * through tio, and nothing is allocated until close.
+ * through tio until close, which tidies up through libvhd (below).
  *
  * Bitmaps live in a cache of fixed size.  An entry is pinned by every
  * treq that waits for it or writes through it; unpinned valid entries sit
  * on an LRU list and may be reused.  A block whose batmap bit is set is
- * full, so its bitmap is never needed.
+ * full, so its bitmap is never needed; so is one we allocated full.
+ *
+ * New blocks.  The footer moves ahead of several blocks at once (see
+ * RESERVE_MIN): one footer write and one fdatasync, by one allocation
+ * (the "mover") while the others that need the space wait; only one move
+ * at a time.  A block is used only once a synced footer lies beyond it.
+ * Footers land at the end of a block of the same vhd_align_block()
+ * chain, so never inside a later block's data area (at most under its
+ * bitmap or in the gap before it), and an old footer is overwritten only
+ * after the new one is stable: the file always ends with a valid footer.
+ * Then, in a non-differencing image, a block whose data area lies past
+ * the end of the file at open (space never written, which reads as
+ * zeros) gets an all-ones bitmap, as QEMU does: no sector of it ever
+ * needs a bitmap write again.  Any other block (a differencing image,
+ * where a clear bit means "ask the parent", or space below the end of
+ * the file, which may hold junk) gets a zero bitmap and exact bits.
  *
  * Write ordering, which is what makes a crash harmless:
- *  - a new block: the footer at the new end of file, then (once every
- *    earlier allocation's footer is down, since a later block's bitmap
- *    lands where an earlier footer was) a zero bitmap, an fdatasync, and
- *    only then the BAT sector.  The in-memory BAT changes only when that
- *    write has completed, so nothing uses the block before it is visible.
+ *  - a new block: the footer beyond it written and synced; then its
+ *    bitmap; for a zero bitmap an fdatasync (else, after a power loss,
+ *    the BAT entry could point at junk that reads as set bits); only
+ *    then the BAT sector.  An all-ones bitmap needs no fdatasync: if it
+ *    is lost while the BAT entry survives, the bitmap reads as zeros
+ *    (never-written space), which is right for a block none of whose
+ *    writes was flushed - a FLUSH's fdatasync would have taken the bitmap
+ *    too.  The in-memory BAT changes only when the BAT write has
+ *    completed, so nothing uses the block before it is visible; a block
+ *    whose allocation failed is never reused in this run.
  *  - data, then the bitmap bits that declare it; a write completes only
- *    when the bitmap write carrying its bits has completed.
+ *    when the bitmap write carrying its bits has completed (none for a
+ *    block allocated full).
  *  - the batmap bit once the bitmap is full on disk.  It is only a hint,
  *    but the write that set it waits for it, so that close never finds a
- *    batmap write in flight.
+ *    batmap write in flight.  Blocks allocated full get theirs at close,
+ *    after an fdatasync.
+ *  - close gives back the reserved space no block took: the footer at
+ *    the end of the data (free space), fdatasync, truncate
+ *    (vhd_set_phys_size).  A crash in between leaves the far footer at
+ *    the end, still valid; the space it reserved is below the end of the
+ *    file at the next open, so it is not "never written" then.
+ * After a kill -9 every completed write is in the file, so the image is
+ * as valid as at any moment of the run: each BAT entry points at a
+ * block whose bitmap is written and whose footer is synced.
  * Each bitmap, the batmap and each BAT sector have at most one write in
  * flight; treqs (or allocations) that arrive meanwhile go together in the
  * next one.  A FUA write makes its own metadata FUA, and ends with an
@@ -38,11 +68,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
 
 #include "driver.h"
 #include "drv-util.h"
 #include "libvhd.h"
+#include "libvhd-info.h"
 #include "log.h"
 #include "md-cache.h"
 #include "tio.h"
@@ -52,6 +85,14 @@
 #define CACHE_BYTES	(8u << 20)	/* bitmap memory at most, roughly */
 #define CACHE_MIN	16u
 #define NR_SLOTS	32u
+/*
+ * Blocks a footer move reserves: 16 at first, twice as many each time,
+ * up to 256 (512 MiB of 2 MiB blocks).  A disk filled fast pays for few
+ * moves (log2), one growing slowly reserves little; the space is a hole
+ * until used, so it costs no disk, and close gives back what is left.
+ */
+#define RESERVE_MIN	16u
+#define RESERVE_MAX	256u
 #define SEC		VHD_SECTOR_SIZE
 #define BAT_PER_SEC	(SEC / 4)
 #define NO_IDX		0xFFFFFFu
@@ -87,8 +128,11 @@ struct bm_entry {
 	struct mwrite	w;
 };
 
-/* Steps of an allocation, in order. */
-enum { A_FOOTER, A_FOOTER_WAIT, A_BITMAP, A_SYNC, A_BAT };
+/*
+ * Steps of an allocation, in order.  A_FOOTER and A_FSYNC only for the
+ * slot that moves the footer; A_SYNC only for a block with a zero bitmap.
+ */
+enum { A_SPACE, A_FOOTER, A_FSYNC, A_BITMAP, A_SYNC, A_BAT };
 /* How an allocation takes part in writing its BAT sector. */
 enum { BR_NONE, BR_WRITER, BR_RIDER, BR_WAIT };
 
@@ -96,10 +140,10 @@ struct alloc_slot {
 	struct vhd_priv	*p;
 	uint32_t	idx;
 	bool		used;
-	bool		reserved;	/* off/end chosen */
+	bool		full;		/* writes an all-ones bitmap */
+	uint32_t	lead;		/* bytes of the gap before it, too */
 	bool		inflight;	/* this slot's I/O is in the kernel */
 	bool		stalled;
-	bool		footer_done;
 	uint8_t		step;
 	uint8_t		bat_role;
 	uint32_t	writer;		/* BR_RIDER: the writing slot */
@@ -131,10 +175,31 @@ struct vhd_priv {
 	struct alloc_slot slots[NR_SLOTS];
 	uint8_t		*slot_mem;
 	struct tlist	slot_waiters;
+	/* VHD_DATA_ALIGN zero bytes, then a zero (all-ones) bitmap. */
 	uint8_t		*zero_bm;
+	uint8_t		*ones_bm;
 	uint8_t		*footer_buf;
-	uint64_t	footer_off;	/* furthest footer written or reserved */
-	uint64_t	next_block;
+	uint64_t	next_block;	/* where the next block goes (aligned) */
+	/*
+	 * The footer: footer_off is where it is, written and synced; a block
+	 * that ends at or below it may be used.  At most one move at a time,
+	 * to move_off; reserve is how many blocks the next move adds.
+	 */
+	uint64_t	footer_off;
+	uint64_t	open_footer;	/* where it was at open */
+	uint64_t	move_off;
+	bool		moving;
+	uint32_t	reserve;
+	uint32_t	unassigned;	/* unallocated blocks no slot took */
+	bool		bat_failed;	/* a BAT sector may differ from memory */
+	/*
+	 * File space from here on was never written: it reads as zeros.  A
+	 * non-differencing block whose data lies there is allocated full.
+	 */
+	uint64_t	virgin;
+	bool		all_full;	/* not a differencing image */
+	uint8_t		*full_map;	/* blocks allocated full, one bit each */
+	bool		full_any;
 	/*
 	 * Metadata writes completed without FUA, and how many of them an
 	 * fdatasync is known to cover: a FUA write must not depend on one
@@ -171,9 +236,11 @@ static uint64_t block_data(const struct vhd_priv *p, uint32_t block)
 	return ((uint64_t)p->ctx.bat[block] + p->ctx.bm_secs) << VHD_SECTOR_SHIFT;
 }
 
+/* No bitmap needed: the batmap says so, or we allocated it full. */
 static bool block_full(const struct vhd_priv *p, uint32_t block)
 {
-	return vhd_batmap_test(&p->ctx, block);
+	return vhd_batmap_test(&p->ctx, block) ||
+	       (p->full_map && vhd_bitmap_test(p->full_map, block));
 }
 
 /* ---- bitmap cache ---- */
@@ -617,6 +684,7 @@ static void data_write(struct vhd_priv *p, struct td_treq *t,
 /* ---- allocation ---- */
 
 static void alloc_submit(struct vhd_priv *p, struct alloc_slot *s);
+static void alloc_space(struct vhd_priv *p, struct alloc_slot *s);
 
 static struct alloc_slot *slot_find(struct vhd_priv *p, uint32_t block)
 {
@@ -626,25 +694,14 @@ static struct alloc_slot *slot_find(struct vhd_priv *p, uint32_t block)
 	return NULL;
 }
 
-/* Start the bitmap of every allocation whose earlier footers are down. */
-static void alloc_footers_check(struct vhd_priv *p)
+/* The footer has moved (or a move failed): let waiting slots go on. */
+static void space_check(struct vhd_priv *p)
 {
 	for (uint32_t i = 0; i < NR_SLOTS; i++) {
 		struct alloc_slot *s = &p->slots[i];
-		bool blocked = false;
 
-		if (!s->used || s->step != A_FOOTER_WAIT)
-			continue;
-		for (uint32_t j = 0; j < NR_SLOTS && !blocked; j++) {
-			struct alloc_slot *o = &p->slots[j];
-
-			blocked = o->used && o->reserved && !o->footer_done &&
-				  o->off < s->off;
-		}
-		if (blocked)
-			continue;
-		s->step = A_BITMAP;
-		alloc_submit(p, s);
+		if (s->used && s->step == A_SPACE && !s->stalled)
+			alloc_space(p, s);
 	}
 }
 
@@ -654,21 +711,24 @@ static void alloc_finish(struct vhd_priv *p, struct alloc_slot *s, int err)
 	struct td_treq *t;
 
 	s->used = false;
-	s->reserved = false;
 	s->bat_role = BR_NONE;
-	if (err)
+	if (err) {
 		td_err("%s: cannot allocate block %u: %s", p->ctx.file,
 		       s->block, strerror(-err));
-	else
+		/* Its space stays unused: nothing else goes there. */
+		p->unassigned++;
+	} else if (s->full) {
+		vhd_bitmap_set(p->full_map, s->block);
+		p->full_any = true;
+	} else {
 		cache_install_zero(p, s->block);
+	}
 	while ((t = tl_pop(&list))) {
 		if (err)
 			td_fail_treq(t, err);
 		else
 			td_treq_resume(t);
 	}
-	/* Its footer no longer holds back later allocations. */
-	alloc_footers_check(p);
 	tl_resume_all(&p->slot_waiters);
 }
 
@@ -690,6 +750,9 @@ static void alloc_bat_done(struct vhd_priv *p, struct alloc_slot *w, int err)
 		for (i = 0; i < n; i++)
 			p->ctx.bat[group[i]->block] =
 				(uint32_t)(group[i]->off >> VHD_SECTOR_SHIFT);
+	} else {
+		/* What the sector holds now is unknown: close keeps all. */
+		p->bat_failed = true;
 	}
 	for (i = 0; i < n; i++)
 		group[i]->bat_role = BR_NONE;
@@ -714,6 +777,31 @@ static void alloc_bat_done(struct vhd_priv *p, struct alloc_slot *w, int err)
 		alloc_finish(p, group[i], err);
 }
 
+/* The bitmap is down (and stable, if zero): write the BAT entry. */
+static void alloc_bat_step(struct vhd_priv *p, struct alloc_slot *s)
+{
+	s->step = A_BAT;
+	/* Another allocation may be writing the same BAT sector. */
+	for (uint32_t i = 0; i < NR_SLOTS; i++) {
+		struct alloc_slot *o = &p->slots[i];
+
+		if (o == s || !o->used || o->step != A_BAT ||
+		    o->bat_role != BR_WRITER ||
+		    o->block / BAT_PER_SEC != s->block / BAT_PER_SEC)
+			continue;
+		if (o->inflight) {
+			s->bat_role = BR_WAIT;
+		} else {
+			/* Not submitted yet: its write takes ours. */
+			s->bat_role = BR_RIDER;
+			s->writer = o->idx;
+		}
+		return;
+	}
+	s->bat_role = BR_WRITER;
+	alloc_submit(p, s);
+}
+
 static void alloc_done(struct tio_req *r, int err)
 {
 	struct alloc_slot *s = r->arg;
@@ -721,51 +809,43 @@ static void alloc_done(struct tio_req *r, int err)
 
 	p->inflight--;
 	s->inflight = false;
+	if (err && s->step != A_BAT) {
+		if (s->step == A_FOOTER || s->step == A_FSYNC) {
+			/* The footer stays put; a waiting slot may retry. */
+			p->moving = false;
+			alloc_finish(p, s, err);
+			space_check(p);
+			return;
+		}
+		alloc_finish(p, s, err);
+		return;
+	}
 	switch (s->step) {
 	case A_FOOTER:
-		s->footer_done = true;
-		if (err) {
-			alloc_finish(p, s, err);
-			return;
-		}
-		s->step = A_FOOTER_WAIT;
-		alloc_footers_check(p);
-		return;
-	case A_BITMAP:
-		if (err) {
-			alloc_finish(p, s, err);
-			return;
-		}
-		s->step = A_SYNC;
+		s->step = A_FSYNC;
 		alloc_submit(p, s);
 		return;
-	case A_SYNC:
-		if (err) {
-			alloc_finish(p, s, err);
-			return;
-		}
+	case A_FSYNC:
 		if (td_gen_before(p->synced_gen, s->gen))
 			p->synced_gen = s->gen;
-		s->step = A_BAT;
-		/* Another allocation may be writing the same BAT sector. */
-		for (uint32_t i = 0; i < NR_SLOTS; i++) {
-			struct alloc_slot *o = &p->slots[i];
-
-			if (o == s || !o->used || o->step != A_BAT ||
-			    o->bat_role != BR_WRITER ||
-			    o->block / BAT_PER_SEC != s->block / BAT_PER_SEC)
-				continue;
-			if (o->inflight) {
-				s->bat_role = BR_WAIT;
-			} else {
-				/* Not submitted yet: its write takes ours. */
-				s->bat_role = BR_RIDER;
-				s->writer = o->idx;
-			}
-			return;
+		p->footer_off = p->move_off;
+		p->moving = false;
+		s->step = A_SPACE;
+		space_check(p);
+		return;
+	case A_BITMAP:
+		if (s->full) {
+			p->meta_gen++;
+			alloc_bat_step(p, s);
+		} else {
+			s->step = A_SYNC;
+			alloc_submit(p, s);
 		}
-		s->bat_role = BR_WRITER;
-		alloc_submit(p, s);
+		return;
+	case A_SYNC:
+		if (td_gen_before(p->synced_gen, s->gen))
+			p->synced_gen = s->gen;
+		alloc_bat_step(p, s);
 		return;
 	case A_BAT:
 		alloc_bat_done(p, s, err);
@@ -783,6 +863,48 @@ static void alloc_stall(struct vhd_priv *p, struct alloc_slot *s)
 	td_treq_wait_tio(v);
 }
 
+/*
+ * Where the next move puts the footer: past every block handed out so
+ * far and p->reserve more, on the same chain of vhd_align_block() that
+ * later blocks follow, so the footer sits at the end of a future block
+ * and never inside the data area of one (the next block's bitmap may
+ * start there; its data begins at least bm_bytes later).
+ */
+static uint64_t move_target(struct vhd_priv *p)
+{
+	uint64_t pos = p->next_block;
+	uint64_t blk = p->bm_bytes + ((uint64_t)p->spb << VHD_SECTOR_SHIFT);
+	uint32_t n = p->reserve < p->unassigned ? p->reserve : p->unassigned;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = vhd_align_block(pos, p->ctx.bm_secs);
+
+		if ((off >> VHD_SECTOR_SHIFT) >= VHD_BAT_UNUSED)
+			break;
+		pos = off + blk;
+	}
+	if (p->reserve < RESERVE_MAX)
+		p->reserve *= 2;
+	return pos;
+}
+
+/* @s has its place: go on once a synced footer lies beyond it. */
+static void alloc_space(struct vhd_priv *p, struct alloc_slot *s)
+{
+	if (s->end <= p->footer_off) {
+		s->step = A_BITMAP;
+		alloc_submit(p, s);
+		return;
+	}
+	s->step = A_SPACE;
+	if (p->moving)
+		return;		/* space_check() calls again after it */
+	p->moving = true;
+	p->move_off = move_target(p);
+	s->step = A_FOOTER;
+	alloc_submit(p, s);
+}
+
 static void alloc_submit(struct vhd_priv *p, struct alloc_slot *s)
 {
 	uint64_t deadline = s->waiters.head->deadline_ms;
@@ -790,40 +912,23 @@ static void alloc_submit(struct vhd_priv *p, struct alloc_slot *s)
 	uint32_t first, i;
 
 	switch (s->step) {
+	case A_SPACE:
+		alloc_space(p, s);
+		return;
 	case A_FOOTER:
-		if (!s->reserved) {
-			uint64_t off = vhd_align_block(p->next_block,
-						       p->ctx.bm_secs);
-
-			if ((off >> VHD_SECTOR_SHIFT) >= VHD_BAT_UNUSED) {
-				alloc_finish(p, s, -EFBIG);
-				return;
-			}
-			s->reserved = true;
-			s->off = off;
-			s->end = off + p->bm_bytes +
-				 ((uint64_t)p->spb << VHD_SECTOR_SHIFT);
-			p->next_block = s->end;
-			if (s->end <= p->footer_off) {
-				/* A footer already lies beyond the block. */
-				s->footer_done = true;
-				s->step = A_FOOTER_WAIT;
-				alloc_footers_check(p);
-				return;
-			}
-			p->footer_off = s->end;
-		}
-		r = meta_req(p, TIO_WRITE, p->footer_buf, SEC, s->end, 0,
+		r = meta_req(p, TIO_WRITE, p->footer_buf, SEC, p->move_off, 0,
 			     deadline, alloc_done, s);
 		break;
-	case A_BITMAP:
-		r = meta_req(p, TIO_WRITE, p->zero_bm, p->bm_bytes, s->off, 0,
-			     deadline, alloc_done, s);
-		break;
+	case A_FSYNC:
 	case A_SYNC:
 		r = meta_req(p, TIO_FDSYNC, NULL, 0, 0, 0, deadline,
 			     alloc_done, s);
 		s->gen = p->meta_gen;
+		break;
+	case A_BITMAP:
+		r = meta_req(p, TIO_WRITE, (s->full ? p->ones_bm : p->zero_bm) +
+			     VHD_DATA_ALIGN - s->lead, s->lead + p->bm_bytes,
+			     s->off - s->lead, 0, deadline, alloc_done, s);
 		break;
 	case A_BAT:
 		r = meta_req(p, TIO_WRITE, s->buf, SEC,
@@ -865,6 +970,7 @@ static void alloc_submit(struct vhd_priv *p, struct alloc_slot *s)
 static void alloc_start(struct vhd_priv *p, struct td_treq *t, uint32_t block)
 {
 	struct alloc_slot *s = NULL;
+	uint64_t off;
 
 	for (uint32_t i = 0; i < NR_SLOTS && !s; i++)
 		if (!p->slots[i].used)
@@ -874,16 +980,38 @@ static void alloc_start(struct vhd_priv *p, struct td_treq *t, uint32_t block)
 		return;
 	}
 	s->used = true;
-	s->reserved = false;
 	s->inflight = false;
 	s->stalled = false;
-	s->footer_done = false;
-	s->step = A_FOOTER;
+	s->step = A_SPACE;
 	s->bat_role = BR_NONE;
 	s->block = block;
 	s->waiters.head = s->waiters.tail = NULL;
 	tl_push(&s->waiters, t);
-	alloc_submit(p, s);
+	/* Its place now, so that the order of blocks is the order here. */
+	off = vhd_align_block(p->next_block, p->ctx.bm_secs);
+	if ((off >> VHD_SECTOR_SHIFT) >= VHD_BAT_UNUSED) {
+		p->unassigned--;
+		alloc_finish(p, s, -EFBIG);
+		return;
+	}
+	/*
+	 * The bitmap ends where the data begins, on VHD_DATA_ALIGN; with it
+	 * we write zeros over the gap before it up to that alignment (when
+	 * it is ours: not before the previous block's end), so the file
+	 * system sees whole blocks written.  A part of one, in a hole, would
+	 * make ext4 wait for all our I/O in flight and write synchronously.
+	 * Nothing lives in the gap but old footers we no longer need: the
+	 * current one lies past this block, see alloc_space().
+	 */
+	s->lead = (uint32_t)(off % VHD_DATA_ALIGN);
+	if (off - s->lead < p->next_block)
+		s->lead = 0;
+	s->off = off;
+	s->end = off + p->bm_bytes + ((uint64_t)p->spb << VHD_SECTOR_SHIFT);
+	s->full = p->all_full && off + p->bm_bytes >= p->virgin;
+	p->next_block = s->end;
+	p->unassigned--;
+	alloc_space(p, s);
 }
 
 /* ---- writes and flushes ---- */
@@ -1017,11 +1145,13 @@ static void free_bufs(struct vhd_priv *p)
 	free(p->bm_mem);
 	free(p->slot_mem);
 	free(p->zero_bm);
+	free(p->ones_bm);
 	free(p->footer_buf);
 	free(p->batmap_buf);
+	free(p->full_map);
 	p->entries = NULL;
 	p->bm_mem = p->slot_mem = p->zero_bm = p->footer_buf = NULL;
-	p->batmap_buf = NULL;
+	p->ones_bm = p->batmap_buf = p->full_map = NULL;
 }
 
 static int setup_cache(struct vhd_priv *p)
@@ -1051,19 +1181,45 @@ static int setup_writes(struct vhd_priv *p)
 	vhd_context_t *ctx = &p->ctx;
 	struct vhd_batmap_header *b = &ctx->batmap_hdr;
 
+	uint32_t blocks = vhd_blocks(ctx);
+	struct stat st;
+
 	p->slot_mem = td_alloc_aligned((size_t)NR_SLOTS * SEC);
-	p->zero_bm = td_alloc_aligned(p->bm_bytes);
+	p->zero_bm = td_alloc_aligned(VHD_DATA_ALIGN + p->bm_bytes);
+	p->ones_bm = td_alloc_aligned(VHD_DATA_ALIGN + p->bm_bytes);
 	p->footer_buf = td_alloc_aligned(SEC);
-	if (!p->slot_mem || !p->zero_bm || !p->footer_buf)
+	p->full_map = calloc(((size_t)ctx->header.max_bat_size + 7) / 8 + 1, 1);
+	if (!p->slot_mem || !p->zero_bm || !p->ones_bm || !p->footer_buf ||
+	    !p->full_map)
 		return -ENOMEM;
+	memset(p->zero_bm, 0, VHD_DATA_ALIGN + p->bm_bytes);
+	memset(p->ones_bm, 0, VHD_DATA_ALIGN);
+	memset(p->ones_bm + VHD_DATA_ALIGN, 0xff, p->bm_bytes);
 	for (uint32_t i = 0; i < NR_SLOTS; i++) {
 		p->slots[i].p = p;
 		p->slots[i].idx = i;
 		p->slots[i].buf = p->slot_mem + (size_t)i * SEC;
 	}
 	vhd_footer_encode(&ctx->footer, p->footer_buf);
-	p->footer_off = ctx->footer_offset;
+	p->footer_off = p->open_footer = ctx->footer_offset;
 	p->next_block = ctx->next_block;
+	p->reserve = RESERVE_MIN;
+	for (uint32_t i = 0; i < blocks && i < ctx->header.max_bat_size; i++)
+		if (ctx->bat[i] == VHD_BAT_UNUSED)
+			p->unassigned++;
+	/*
+	 * What lies past the end of a regular file reads as zeros (POSIX),
+	 * and in this process only our own blocks and footers land there.
+	 * Below the end there may be anything: space reserved by a run that
+	 * crashed, a bitmap written before its BAT entry, junk.  A device
+	 * has no such space.  A bitmap may say "all present" only for a
+	 * block of a non-differencing image: there a clear bit means zeros,
+	 * which is what the never-written data area holds.
+	 */
+	p->virgin = UINT64_MAX;
+	if (!fstat(ctx->fd, &st) && S_ISREG(st.st_mode))
+		p->virgin = ((uint64_t)st.st_size + SEC - 1) & ~(uint64_t)(SEC - 1);
+	p->all_full = ctx->footer.type != VHD_TYPE_DIFF;
 	/*
 	 * We keep the batmap up to date only where header and map are
 	 * contiguous (always so in our images): one write then carries
@@ -1118,6 +1274,52 @@ fail:
 	return err;
 }
 
+/*
+ * At close (no request in flight): record the blocks allocated full in
+ * the batmap, and give back the space reserved but not used.
+ */
+static void close_tidy(struct vhd_priv *p)
+{
+	vhd_context_t *ctx = &p->ctx;
+	uint32_t blocks = ctx->header.max_bat_size;
+	uint64_t end;
+
+	if (p->full_any && ctx->has_batmap) {
+		/*
+		 * The batmap says "full" for good only over bitmaps that are
+		 * stable: after a power loss a bitmap write may be lost.
+		 */
+		if (fdatasync(ctx->fd)) {
+			td_err("%s: fdatasync: %s", ctx->file, strerror(errno));
+		} else {
+			for (uint32_t i = 0; i < blocks; i++)
+				if (vhd_bitmap_test(p->full_map, i))
+					vhd_bitmap_set(ctx->batmap, i);
+			p->batmap_resave = true;
+		}
+	}
+	if (p->batmap_resave && vhd_write_batmap(ctx))
+		td_err("%s", vhd_errmsg());
+	/*
+	 * Not below the footer of the image we opened (the space there is
+	 * not ours to cut), nor when a BAT sector write failed: it may point
+	 * at blocks that memory does not know.
+	 */
+	end = vhd_end_of_data(ctx);
+	if (end < p->open_footer)
+		end = p->open_footer;
+	if (p->bat_failed || p->footer_off <= end)
+		return;
+	/*
+	 * vhd_set_phys_size() writes the footer at @end (free space: no
+	 * block of the BAT reaches past it), syncs, then truncates.  A crash
+	 * before the truncation leaves the file ending at our footer.
+	 */
+	ctx->footer_offset = p->footer_off;
+	if (vhd_set_phys_size(ctx, end + SEC))
+		td_err("%s", vhd_errmsg());
+}
+
 static void vhd_close_image(struct td_image *img)
 {
 	struct vhd_priv *p = img->priv;
@@ -1125,10 +1327,12 @@ static void vhd_close_image(struct td_image *img)
 	if (p->inflight)
 		td_err("%s: closed with %u metadata requests in flight",
 		       p->ctx.file, p->inflight);
-	if (p->batmap_resave && vhd_write_batmap(&p->ctx))
-		td_err("%s", vhd_errmsg());
 	if (p->file_open)
 		tio_file_close(&p->file);
+	if (p->rdwr && p->dynamic && !p->inflight)
+		close_tidy(p);
+	else if (p->batmap_resave && vhd_write_batmap(&p->ctx))
+		td_err("%s", vhd_errmsg());
 	/* For a writable image this also makes everything stable. */
 	vhd_close(&p->ctx);
 	free_bufs(p);

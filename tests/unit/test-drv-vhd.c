@@ -24,6 +24,7 @@
 #include "driver.h"
 #include "event.h"
 #include "libvhd.h"
+#include "libvhd-info.h"
 #include "log.h"
 #include "tapdisk-control.h"
 #include "tio.h"
@@ -525,6 +526,22 @@ static void assert_driver_reads(struct td_image *leaf, const char *model,
 	free(buf);
 }
 
+/*
+ * Move the footer of @path @bytes further out.  The driver then allocates
+ * below the end of the file, where anything may lie, as after a crash:
+ * zero bitmaps and exact bits, and no footer moves.  (Past the end, in a
+ * non-differencing image, it allocates full blocks.)
+ */
+static void make_room(const char *path, uint64_t bytes)
+{
+	vhd_context_t ctx;
+
+	assert_int_equal(vhd_open(&ctx, path, VHD_OPEN_RDWR), 0);
+	assert_int_equal(vhd_set_phys_size(&ctx, ctx.footer_offset +
+					   VHD_SECTOR_SIZE + bytes), 0);
+	vhd_close(&ctx);
+}
+
 static uint64_t tio_submitted(void)
 {
 	struct tio_stats st;
@@ -707,6 +724,7 @@ static void test_batmap_and_cache(void **state)
 
 	assert_non_null(model);
 	assert_int_equal(vhd_create(f->path[0], 32 * MiB, 0, 0), 0);
+	make_room(f->path[0], 64 * MiB);
 	img = img_must_open(f->path[0], 0);
 	/* Block 2 in two halves, block 5 in four quarters, concurrently. */
 	pattern(buf, 2 * SPB, SPB, 1);
@@ -788,6 +806,7 @@ static void test_fua(void **state)
 	uint64_t before;
 
 	assert_int_equal(vhd_create(f->path[0], 16 * MiB, 0, 0), 0);
+	make_room(f->path[0], 32 * MiB);
 	img = img_must_open(f->path[0], 0);
 	pattern(buf, 0, 8, 1);
 	fc_queue(img, TD_OP_WRITE, 0, 8, buf, 0);
@@ -812,15 +831,38 @@ static void test_fua(void **state)
 	fc_run();
 	assert_int_equal(tio_submitted() - before, 1);
 	/*
-	 * A new block: footer, zero bitmap, fdatasync, BAT, data (FUA),
-	 * bitmap (FUA), and an fdatasync for the BAT sector.
+	 * A new block below the end of the file: zero bitmap, fdatasync,
+	 * BAT, data (FUA), bitmap (FUA), and an fdatasync for the BAT sector.
 	 */
 	before = tio_submitted();
 	fc_queue(img, TD_OP_WRITE, 3 * SPB, 8, buf, TD_TREQ_FUA);
 	fc_run();
-	assert_int_equal(tio_submitted() - before, 7);
+	assert_int_equal(tio_submitted() - before, 6);
 	img_close(img);
 	assert_clean(f->path[0]);
+
+	/*
+	 * A fresh image: the first new block moves the footer past several
+	 * blocks (footer, fdatasync), then its all-ones bitmap, BAT, data
+	 * (FUA), and an fdatasync for bitmap and BAT.
+	 */
+	assert_int_equal(vhd_create(f->path[1], 16 * MiB, 0, 0), 0);
+	img = img_must_open(f->path[1], 0);
+	before = tio_submitted();
+	fc_queue(img, TD_OP_WRITE, 2 * SPB, 8, buf, TD_TREQ_FUA);
+	fc_run();
+	assert_int_equal(tio_submitted() - before, 6);
+	/* The next one is in the space reserved: no footer, no bitmap later. */
+	before = tio_submitted();
+	fc_queue(img, TD_OP_WRITE, 5 * SPB, 8, buf, TD_TREQ_FUA);
+	fc_run();
+	assert_int_equal(tio_submitted() - before, 4);
+	before = tio_submitted();
+	fc_queue(img, TD_OP_WRITE, 5 * SPB + 100, 8, buf, TD_TREQ_FUA);
+	fc_run();
+	assert_int_equal(tio_submitted() - before, 1);
+	img_close(img);
+	assert_clean(f->path[1]);
 	free(buf);
 }
 
@@ -1160,9 +1202,10 @@ static void test_faults(void **state)
 
 	assert_non_null(model);
 	assert_int_equal(vhd_create(f->path[0], 16 * MiB, 0, 0), 0);
+	make_room(f->path[0], 32 * MiB);
 	img = img_must_open(f->path[0], 0);
 
-	/* The footer write of an allocation fails. */
+	/* The bitmap write of an allocation fails. */
 	pattern(buf, SPB + 8, 64, 1);
 	tio_inject_fault(1, EIO, TD_FAULT_WRITE);
 	fc_queue(img, TD_OP_WRITE, SPB + 8, 64, buf, 0);
@@ -1211,6 +1254,33 @@ static void test_faults(void **state)
 
 	assert_libvhd_reads(f->path[0], model, sectors);
 	assert_clean(f->path[0]);
+
+	/*
+	 * Footer moves in a fresh image: the fdatasync of one fails, then
+	 * the footer write of the next, while another allocation waits for
+	 * the space; that one moves the footer itself and succeeds.
+	 */
+	assert_int_equal(vhd_create(f->path[1], 16 * MiB, 0, 0), 0);
+	memset(model, 0, sectors << 9);
+	img = img_must_open(f->path[1], 0);
+	pattern(buf, SPB, 64, 5);
+	tio_inject_fault(1, EIO, TD_FAULT_FLUSH);
+	fc_queue(img, TD_OP_WRITE, SPB, 64, buf, 0);
+	assert_int_equal(fc_run_errs(&err), 1);
+	assert_int_equal(err, -EIO);
+	tio_inject_fault(1, EIO, TD_FAULT_WRITE);
+	fc_queue(img, TD_OP_WRITE, SPB, 64, buf, 0);
+	fc_queue(img, TD_OP_WRITE, 3 * SPB, 64, buf, 0);
+	assert_int_equal(fc_run_errs(&err), 1);
+	assert_int_equal(err, -EIO);
+	memcpy(model + (3 * SPB << 9), buf, 64 << 9);
+	fc_queue(img, TD_OP_WRITE, SPB, 64, buf, 0);
+	fc_run();
+	memcpy(model + (SPB << 9), buf, 64 << 9);
+	img_close(img);
+	assert_int_equal(allocated_blocks(f->path[1]), 2);
+	assert_libvhd_reads(f->path[1], model, sectors);
+	assert_clean(f->path[1]);
 	free(buf);
 	free(rbuf);
 	free(model);
@@ -1348,6 +1418,7 @@ static void test_meta_write_faults(void **state)
 	assert_non_null(model);
 	assert_int_equal(td_loop_add_prepare(arm_hook, NULL), 0);
 	assert_int_equal(vhd_create(f->path[0], 16 * MiB, 0, 0), 0);
+	make_room(f->path[0], 32 * MiB);
 	img = img_must_open(f->path[0], 0);
 	pattern(buf, 0, 8, 1);
 	memcpy(model, buf, 8 << 9);
@@ -1390,10 +1461,10 @@ static void test_meta_write_faults(void **state)
 	assert_libvhd_reads(f->path[0], model, sectors);
 	assert_clean(f->path[0]);
 
-	/* The BAT write of an allocation fails: footer, bitmap, sync, BAT. */
+	/* The BAT write of an allocation fails: bitmap, sync, BAT. */
 	img = img_must_open(f->path[0], 0);
 	pattern(buf, 3 * SPB, 8, 4);
-	arm.countdown = 3;
+	arm.countdown = 2;
 	arm.ops = TD_FAULT_WRITE;
 	before = faults_injected();
 	fc_queue(img, TD_OP_WRITE, 3 * SPB, 8, buf, 0);
