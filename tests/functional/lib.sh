@@ -406,14 +406,20 @@ rig_load_start() {
 	wait_writes 100
 }
 
-# rig_load_stop: td-rig ends without a failed request; tapdisk stops.
-rig_load_stop() {
+# rig_writer_stop [SECONDS]: the td-rig writer $RIG_PID (output in
+# rig.out) stops on SIGTERM within SECONDS (120) without a failed request.
+rig_writer_stop() {
 	kill -TERM "$RIG_PID"
-	wait_child "$RIG_PID" 120 || die "td-rig did not stop on SIGTERM"
+	wait_child "$RIG_PID" "${1:-120}" || die "td-rig did not stop on SIGTERM"
 	RIG_PID=
 	cat rig.out
 	[ "$CHILD_RC" -eq 0 ] || die "td-rig exited with status $CHILD_RC"
 	assert_match " errors=0 " "$(cat rig.out)" "requests failed"
+}
+
+# rig_load_stop: td-rig ends without a failed request; tapdisk stops.
+rig_load_stop() {
+	rig_writer_stop
 	td_stop "$TD_PID"
 	TD_PID=
 }

@@ -56,12 +56,7 @@ for i in $(seq 1 "$ROUNDS"); do
 done
 
 log "stop the writer: it drains, saves its model, closes and detaches"
-kill -TERM "$RIG_PID"
-wait_child "$RIG_PID" 120 || die "td-rig did not stop on SIGTERM"
-RIG_PID=
-cat rig.out
-[ "$CHILD_RC" -eq 0 ] || die "td-rig exited with status $CHILD_RC"
-assert_match " errors=0 " "$(cat rig.out)" "requests failed"
+rig_writer_stop
 # What tapdisk had in flight at each pause, for the record.
 grep -h "pausing with" "$TMPDIR"/tapdisk.*.log || true
 td_stop "$TD_PID"

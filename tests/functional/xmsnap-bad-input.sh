@@ -151,11 +151,6 @@ assert_match "unpause -p $LIVE -m 4 -a vhd:$TMPDIR/dry.vhd" "$out"
 assert_match "args=vhd:$TMPDIR/disk.vhd$" "$("$TAP_CTL" list -m 4)" "leaf after -n"
 
 log "the disk worked throughout"
-kill -TERM "$RIG_PID"
-wait_child "$RIG_PID" 60 || die "td-rig did not stop"
-RIG_PID=
-cat rig.out
-[ "$CHILD_RC" -eq 0 ] || die "td-rig exited with status $CHILD_RC"
-assert_match " errors=0 " "$(cat rig.out)" "requests failed"
+rig_writer_stop 60
 "$TAP_CTL" close -p "$LIVE" -m 4 >/dev/null 2>&1 || true
 echo ok
