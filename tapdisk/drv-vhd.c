@@ -243,6 +243,13 @@ static bool block_full(const struct vhd_priv *p, uint32_t block)
 	       (p->full_map && vhd_bitmap_test(p->full_map, block));
 }
 
+/* An fdatasync that began at metadata generation @gen has completed. */
+static void synced(struct vhd_priv *p, uint32_t gen)
+{
+	if (td_gen_before(p->synced_gen, gen))
+		p->synced_gen = gen;
+}
+
 /* ---- bitmap cache ---- */
 
 static uint32_t bm_block(const struct vhd_priv *p, const struct bm_entry *e)
@@ -497,8 +504,8 @@ static void sync_done(struct tio_req *r, int err)
 	struct vhd_priv *p = t->img->priv;
 
 	p->inflight--;
-	if (!err && td_gen_before(p->synced_gen, t->cursor))
-		p->synced_gen = t->cursor;
+	if (!err)
+		synced(p, t->cursor);
 	t->drv_state = 0;
 	td_treq_put(t, err);
 }
@@ -826,8 +833,7 @@ static void alloc_done(struct tio_req *r, int err)
 		alloc_submit(p, s);
 		return;
 	case A_FSYNC:
-		if (td_gen_before(p->synced_gen, s->gen))
-			p->synced_gen = s->gen;
+		synced(p, s->gen);
 		p->footer_off = p->move_off;
 		p->moving = false;
 		s->step = A_SPACE;
@@ -843,8 +849,7 @@ static void alloc_done(struct tio_req *r, int err)
 		}
 		return;
 	case A_SYNC:
-		if (td_gen_before(p->synced_gen, s->gen))
-			p->synced_gen = s->gen;
+		synced(p, s->gen);
 		alloc_bat_step(p, s);
 		return;
 	case A_BAT:
@@ -1113,8 +1118,8 @@ static void flush_done(struct tio_req *r, int err)
 	struct vhd_priv *p = t->img->priv;
 
 	p->inflight--;
-	if (!err && td_gen_before(p->synced_gen, t->cursor))
-		p->synced_gen = t->cursor;
+	if (!err)
+		synced(p, t->cursor);
 	td_treq_put(t, err);
 }
 
